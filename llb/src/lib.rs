@@ -6,3 +6,7 @@
 //! JSON/DOT dumps.
 //!
 //! Must not know about files, caches or processes: it describes work, it never does any.
+
+pub mod digest;
+
+pub use digest::{Digest, DigestError, Hasher};
