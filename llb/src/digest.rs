@@ -163,9 +163,18 @@ mod tests {
 
     #[test]
     fn rejects_malformed_digests() {
-        assert!(matches!(Digest::parse("abc"), Err(DigestError::MissingAlgorithm(_))));
-        assert!(matches!(Digest::parse("md5:00"), Err(DigestError::UnsupportedAlgorithm(_))));
-        assert!(matches!(Digest::parse("sha256:00"), Err(DigestError::BadHex(_))));
+        assert!(matches!(
+            Digest::parse("abc"),
+            Err(DigestError::MissingAlgorithm(_))
+        ));
+        assert!(matches!(
+            Digest::parse("md5:00"),
+            Err(DigestError::UnsupportedAlgorithm(_))
+        ));
+        assert!(matches!(
+            Digest::parse("sha256:00"),
+            Err(DigestError::BadHex(_))
+        ));
         let upper = format!("sha256:{}", "A".repeat(64));
         assert!(matches!(Digest::parse(&upper), Err(DigestError::BadHex(_))));
         let ok = format!("sha256:{}", "a".repeat(64));
