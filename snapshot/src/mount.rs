@@ -1,0 +1,236 @@
+//! How a snapshot is mounted. Overlay mounts go through the new mount API (`fsopen` +
+//! `fsconfig("lowerdir+")`, Linux ≥ 6.8), which takes one lower per call, so a stack is
+//! never limited by the one-page `mount(2)` option string (containerd's
+//! `compactLowerdirOption` problem). Older kernels fall back to `mount(2)` when the options
+//! fit in a page.
+
+use std::path::{Path, PathBuf};
+
+use rustix::fs::CWD;
+use rustix::mount::{
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags,
+    fsconfig_create, fsconfig_set_string, fsmount, fsopen, mount, mount_bind, mount_remount,
+    move_mount, unmount,
+};
+
+use crate::error::SnapshotError;
+
+/// The kernel's hard cap on overlay lower layers (`OVL_MAX_STACK`); deeper stacks are
+/// flattened by the overlay driver.
+pub const OVERLAY_MAX_LOWERS: usize = 500;
+
+/// Keeps every upper dir a self-contained layer whatever the kernel's defaults: no
+/// redirects (a renamed dir would point into lowers by path, wrong once the layer is
+/// stacked in a merge), no metadata-only copy-ups (data left in a lower), no index.
+const LAYER_SAFE_OPTIONS: [(&str, &str); 3] = [
+    ("redirect_dir", "off"),
+    ("metacopy", "off"),
+    ("index", "off"),
+];
+
+/// How to mount one snapshot; pure data until [`Mounts::mount_at`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mounts {
+    /// A bind mount of a plain directory (copy driver, or an overlay snapshot with no parent).
+    Bind { source: PathBuf, readonly: bool },
+    /// An overlay. `lowers` are listed top first, as overlay's `lowerdir=` wants them. With
+    /// no `upper` the mount is read-only.
+    Overlay {
+        lowers: Vec<PathBuf>,
+        upper: Option<PathBuf>,
+        work: Option<PathBuf>,
+    },
+}
+
+impl Mounts {
+    pub fn readonly(&self) -> bool {
+        match self {
+            Mounts::Bind { readonly, .. } => *readonly,
+            Mounts::Overlay { upper, .. } => upper.is_none(),
+        }
+    }
+
+    /// The `mount(2)` shape (`type`, `source`, `options`) for an OCI runtime's `config.json`.
+    /// Long overlay stacks may exceed what `mount(2)` accepts; mount with [`Mounts::mount_at`]
+    /// and hand the runtime the path instead.
+    pub fn oci_mount(&self) -> (&'static str, PathBuf, Vec<String>) {
+        match self {
+            Mounts::Bind { source, readonly } => {
+                let mut o = vec!["rbind".to_owned()];
+                o.push(if *readonly { "ro" } else { "rw" }.to_owned());
+                ("bind", source.clone(), o)
+            }
+            Mounts::Overlay { .. } => (
+                "overlay",
+                PathBuf::from("overlay"),
+                vec![self.overlay_options()],
+            ),
+        }
+    }
+
+    fn overlay_options(&self) -> String {
+        let Mounts::Overlay {
+            lowers,
+            upper,
+            work,
+        } = self
+        else {
+            return String::new();
+        };
+        let lowers: Vec<String> = lowers
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        let mut s = format!("lowerdir={}", lowers.join(":"));
+        for (k, v) in LAYER_SAFE_OPTIONS {
+            s.push_str(&format!(",{k}={v}"));
+        }
+        if let (Some(u), Some(w)) = (upper, work) {
+            s.push_str(&format!(
+                ",upperdir={},workdir={}",
+                u.display(),
+                w.display()
+            ));
+        }
+        s
+    }
+
+    /// Mounts at `target` (an existing directory). The guard unmounts when dropped.
+    pub fn mount_at(&self, target: &Path) -> Result<MountGuard, SnapshotError> {
+        match self {
+            Mounts::Bind { source, readonly } => {
+                let err = |source| SnapshotError::Mount {
+                    fstype: "bind",
+                    target: target.to_owned(),
+                    source,
+                };
+                mount_bind(source, target).map_err(|e| err(e.into()))?;
+                let guard = MountGuard {
+                    target: target.to_owned(),
+                    armed: true,
+                };
+                if *readonly {
+                    mount_remount(target, MountFlags::BIND | MountFlags::RDONLY, "")
+                        .map_err(|e| err(e.into()))?;
+                }
+                Ok(guard)
+            }
+            Mounts::Overlay {
+                lowers,
+                upper,
+                work,
+            } => {
+                mount_overlay(lowers, upper.as_deref(), work.as_deref(), target)
+                    .or_else(|e| {
+                        // Old kernels have no `lowerdir+`; `mount(2)` works when the options fit.
+                        let opts = self.overlay_options();
+                        if opts.len() < 4096 - 512 {
+                            let c = std::ffi::CString::new(opts)
+                                .map_err(|_| rustix::io::Errno::INVAL)?;
+                            mount(
+                                "overlay",
+                                target,
+                                "overlay",
+                                MountFlags::empty(),
+                                Some(c.as_c_str()),
+                            )
+                        } else {
+                            Err(e)
+                        }
+                    })
+                    .map_err(|e| SnapshotError::Mount {
+                        fstype: "overlay",
+                        target: target.to_owned(),
+                        source: e.into(),
+                    })?;
+                Ok(MountGuard {
+                    target: target.to_owned(),
+                    armed: true,
+                })
+            }
+        }
+    }
+}
+
+fn mount_overlay(
+    lowers: &[PathBuf],
+    upper: Option<&Path>,
+    work: Option<&Path>,
+    target: &Path,
+) -> rustix::io::Result<()> {
+    let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    for l in lowers {
+        fsconfig_set_string(&fs, "lowerdir+", l.as_path())?;
+    }
+    for (k, v) in LAYER_SAFE_OPTIONS {
+        fsconfig_set_string(&fs, k, v)?;
+    }
+    if let (Some(u), Some(w)) = (upper, work) {
+        fsconfig_set_string(&fs, "upperdir", u)?;
+        fsconfig_set_string(&fs, "workdir", w)?;
+    }
+    fsconfig_create(&fs)?;
+    let attrs = if upper.is_none() {
+        MountAttrFlags::MOUNT_ATTR_RDONLY
+    } else {
+        MountAttrFlags::empty()
+    };
+    let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)?;
+    move_mount(
+        &mnt,
+        "",
+        CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+}
+
+/// A live mount. Dropping it unmounts (lazily if the mount is busy); call
+/// [`MountGuard::unmount`] to see the error instead.
+#[derive(Debug)]
+pub struct MountGuard {
+    target: PathBuf,
+    armed: bool,
+}
+
+impl MountGuard {
+    pub fn path(&self) -> &Path {
+        &self.target
+    }
+
+    pub fn unmount(mut self) -> Result<(), SnapshotError> {
+        self.armed = false;
+        unmount(&self.target, UnmountFlags::empty()).map_err(|e| SnapshotError::Unmount {
+            target: self.target.clone(),
+            source: e.into(),
+        })
+    }
+}
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        if self.armed && unmount(&self.target, UnmountFlags::empty()).is_err() {
+            let _ = unmount(&self.target, UnmountFlags::DETACH);
+        }
+    }
+}
+
+/// Mounts `mounts` on a fresh temp dir under `scratch`, runs `f` on the mounted path, and
+/// unmounts. Used for diffs and merges that need a full view of an overlay stack.
+pub(crate) fn with_mounted<T>(
+    mounts: &Mounts,
+    scratch: &Path,
+    f: impl FnOnce(&Path) -> Result<T, SnapshotError>,
+) -> Result<T, SnapshotError> {
+    if let Mounts::Bind { source, .. } = mounts {
+        return f(source);
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("mnt-")
+        .tempdir_in(scratch)
+        .map_err(SnapshotError::io("create mount point", scratch))?;
+    let guard = mounts.mount_at(dir.path())?;
+    let out = f(dir.path());
+    guard.unmount()?;
+    out
+}
