@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
 
 use crate::dump_llb::DumpLlbArgs;
 
@@ -14,13 +15,23 @@ use crate::dump_llb::DumpLlbArgs;
 )]
 pub struct Cli {
     /// State directory (default: $CAIRN_ROOT, else /var/lib/cairn for root, else $XDG_DATA_HOME/cairn).
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        help_heading = "Global options"
+    )]
     pub root: Option<PathBuf>,
     /// Configuration file (default: $CAIRN_CONFIG, else <root>/cairn.toml).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        help_heading = "Global options"
+    )]
     pub config: Option<PathBuf>,
-    /// Verbose logs on stderr.
-    #[arg(long, global = true)]
+    /// Debug logs on stderr (`RUST_LOG` filters more precisely).
+    #[arg(long, global = true, help_heading = "Global options")]
     pub debug: bool,
     #[command(subcommand)]
     pub command: Command,
@@ -39,20 +50,30 @@ pub enum DebugCommand {
     DumpLlb(DumpLlbArgs),
 }
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
-    if cli.debug {
-        init_logging();
-    }
+/// Runs the parsed command. `cancel` fires on Ctrl-C: a command stops its work, cleans
+/// up and returns (any error then counts as an interrupt, exit 130).
+///
+/// This is where `build`, `solve`, `du` and `prune` plug in once they are wired: add the
+/// variant to [`Command`] with its args type from [`crate::args`], and an arm here.
+pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<()> {
     match cli.command {
-        Command::Debug(DebugCommand::DumpLlb(args)) => crate::dump_llb::run(&args),
+        Command::Debug(DebugCommand::DumpLlb(args)) => {
+            crate::signal::blocking_until_cancelled(&cancel, move || crate::dump_llb::run(&args))
+                .await
+        }
     }
 }
 
-fn init_logging() {
+/// Logs go to stderr, never stdout, so `-o type=tar,dest=-` output stays clean. `--debug`
+/// turns on debug level; `RUST_LOG` chooses precisely and wins over `--debug`; without
+/// either only warnings and errors are shown.
+pub fn init_logging(debug: bool) {
+    let default = if debug { "debug" } else { "warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("debug"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // A second init (tests) keeps the first subscriber; that is fine.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::log_writer::LogWriter)
         .try_init();
 }

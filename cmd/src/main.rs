@@ -1,20 +1,39 @@
-//! The `cairn` command line: parses flags, runs one subcommand, and maps failures to exit
-//! codes (1: the command failed, e.g. bad input; 2: bad usage, reported by clap).
-
-mod cli;
-mod dump_llb;
+//! The `cairn` binary: parse the command line (clap exits 2 on usage errors), run the
+//! command on a tokio runtime with Ctrl-C wired to cancellation, and map the outcome to
+//! an exit code (see `cairn::exit`).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
+use cairn::exit::{Exit, outcome};
+
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
-    match cli::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(1)
+    let cli = cairn::cli::Cli::parse();
+    cairn::cli::init_logging(cli.debug);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return Exit::Failure.into();
         }
-    }
+    };
+    let exit = runtime.block_on(async {
+        let cancel = match cairn::signal::cancel_on_signal() {
+            Ok(token) => token,
+            Err(e) => {
+                eprintln!("error: installing the Ctrl-C handler: {e}");
+                return Exit::Failure;
+            }
+        };
+        tracing::debug!("Ctrl-C handler installed");
+        let result = cairn::cli::run(cli, cancel.clone()).await;
+        outcome(result, cancel.is_cancelled(), &mut std::io::stderr())
+    });
+    // Blocking work abandoned after an interrupt must not hold the exit.
+    runtime.shutdown_background();
+    exit.into()
 }

@@ -2,3 +2,7 @@
 //! (see `cairn_integration` for the sandbox they start).
 
 mod deps;
+mod registry;
+mod lazy_pull;
+mod export;
+mod pull_bench;

@@ -1,0 +1,29 @@
+//! FileOp actions executed on plain directories: mkdir, mkfile, rm, symlink and copy,
+//! with BuildKit's semantics (`solver/llbsolver/file/`, fsutil's `copy`), every path
+//! resolved inside its root so no symlink leads out of it.
+//!
+//! The functions are blocking; run them in a blocking task. Copies check a
+//! cancellation token between files.
+
+pub mod actions;
+pub mod chain;
+pub mod copy;
+pub mod error;
+pub mod mode;
+pub mod op;
+pub mod pattern;
+pub mod root;
+mod sys;
+pub mod unpack;
+pub mod user;
+
+pub use actions::{mkdir, mkfile, resolve_wildcards, rm, symlink};
+pub use chain::{clone_tree, run_file_actions};
+pub use copy::copy;
+pub use error::FileOpError;
+pub use op::{DirFileOp, DirResult};
+pub use root::{root_path, root_path_nofollow};
+pub use user::{Owner, resolve_owner};
+
+#[cfg(test)]
+mod tests;

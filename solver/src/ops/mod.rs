@@ -1,0 +1,3 @@
+//! Op implementations.
+
+pub mod file;
