@@ -102,6 +102,15 @@ mod tests {
         std::fs::write(a.join("drop"), b"d").unwrap();
         std::fs::create_dir_all(&b).unwrap();
         std::fs::write(b.join("keep"), b"k").unwrap();
+        // The diff compares mtimes as containerd does: an unchanged file must keep its time,
+        // or whether the two writes land on one clock tick decides the result.
+        let when = std::fs::metadata(a.join("keep")).unwrap().modified().unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(b.join("keep"))
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
         let store = ContentStore::open(&t.path().join("state")).unwrap();
         let diffs = [
             LayerDiff {
