@@ -3,8 +3,7 @@
 //!
 //! This is not a shell: there is no command substitution, globbing or arithmetic. The
 //! behaviour (including its quirks) is what Dockerfiles in the wild were written against,
-//! so it is matched case for case; `tests/data/envVarTest` and `tests/data/wordsTest` hold
-//! the cases.
+//! so it is matched case for case; the tables in `tests.rs` hold the cases.
 
 mod pattern;
 
