@@ -289,12 +289,12 @@ fn file_chains_index_earlier_actions_after_the_inputs() {
     };
     assert_eq!(
         (c.src.as_str(), c.dest.as_str(), c.mode, c.timestamp),
-        ("/a.txt", "/work/out/", -1, -1)
+        ("/a.txt", "/app/out/", -1, -1)
     );
     let Some(pb::FileActionKind::Mkdir(m)) = &f.actions[0].action else {
         panic!()
     };
-    assert_eq!(m.path, "/work/out");
+    assert_eq!(m.path, "/app/out");
 }
 
 #[test]

@@ -245,11 +245,11 @@ async fn cwd_is_created_and_owned_by_the_user() {
     let sb = Sandbox::new().await;
     let rootfs = sb.rootfs("r");
     let mut meta = sh("pwd; touch mine");
-    meta.cwd = "/work/deep/er".into();
+    meta.cwd = "/app/deep/er".into();
     meta.user = "user".into();
     let o = run(&sb, req(&rootfs, meta)).await;
     ok(&o);
-    assert_eq!(o.stdout, "/work/deep/er\n");
+    assert_eq!(o.stdout, "/app/deep/er\n");
     for d in ["work", "work/deep", "work/deep/er"] {
         let md = std::fs::metadata(rootfs.join(d)).unwrap();
         assert_eq!((md.uid(), md.gid()), (1000, 1000), "{d}");
