@@ -30,7 +30,7 @@ pub fn read_patterns(content: &str) -> Vec<String> {
         }
         let mut cleaned = String::new();
         if !pattern.is_empty() {
-            cleaned = clean_path(pattern);
+            cleaned = cairn_llb::go::clean_path(pattern);
             if cleaned.len() > 1 && cleaned.starts_with('/') {
                 cleaned.remove(0);
             }
@@ -70,34 +70,6 @@ pub fn load(context: &Path, dockerfile: &Path) -> Result<Option<(PathBuf, Vec<St
     Ok(None)
 }
 
-/// Go's `path.Clean`: collapses `//`, `.` and `..` elements.
-pub(crate) fn clean_path(p: &str) -> String {
-    if p.is_empty() {
-        return ".".to_string();
-    }
-    let rooted = p.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in p.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|l| *l != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            s => parts.push(s),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_string(),
-        (false, false) => joined,
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Tok {
     Lit(char),
@@ -135,7 +107,7 @@ impl Pattern {
                 reason: "illegal exclusion pattern: \"!\"".into(),
             }));
         }
-        let cleaned = clean_path(body);
+        let cleaned = cairn_llb::go::clean_path(body);
         let chars: Vec<char> = cleaned.chars().collect();
         let mut toks = Vec::new();
         let mut i = 0;
@@ -284,7 +256,7 @@ impl Matcher {
     /// True when `path` (relative to the context, `/`-separated) is excluded, either itself
     /// or through one of its parent directories.
     pub fn excludes(&self, path: &str) -> bool {
-        let file = clean_path(path.trim_start_matches('/'));
+        let file = cairn_llb::go::clean_path(path.trim_start_matches('/'));
         let parent = match file.rfind('/') {
             Some(i) => &file[..i],
             None => ".",

@@ -69,9 +69,9 @@ pub fn dot(def: &Definition) -> String {
         let _ = writeln!(
             out,
             "  {} [label={} shape={}];",
-            go_quote(op.digest().as_str()),
-            go_quote(&label),
-            go_quote(shape)
+            crate::go::go_quote(op.digest().as_str()),
+            crate::go::go_quote(&label),
+            crate::go::go_quote(shape)
         );
     }
     for op in def.ops() {
@@ -87,9 +87,9 @@ pub fn dot(def: &Definition) -> String {
             let _ = writeln!(
                 out,
                 "  {} -> {} [label={}];",
-                go_quote(&input.digest),
-                go_quote(op.digest().as_str()),
-                go_quote(label)
+                crate::go::go_quote(&input.digest),
+                crate::go::go_quote(op.digest().as_str()),
+                crate::go::go_quote(label)
             );
         }
     }
@@ -134,39 +134,6 @@ fn node_attr(op: &LoadedOp) -> (String, &'static str) {
     }
 }
 
-/// A double-quoted string escaped like Go's `%q` (`strconv.Quote`), which is also valid
-/// in DOT.
-fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c if c.is_control() => {
-                if (c as u32) <= 0xffff {
-                    let _ = write!(out, "\\u{:04x}", c as u32);
-                } else {
-                    let _ = write!(out, "\\U{:08x}", c as u32);
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,8 +148,11 @@ mod tests {
 
     #[test]
     fn go_quote_escapes_like_strconv_quote() {
-        assert_eq!(go_quote("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\x01\"");
-        assert_eq!(go_quote("héllo"), "\"héllo\"");
+        assert_eq!(
+            crate::go::go_quote("a\"b\\c\nd\u{1}"),
+            "\"a\\\"b\\\\c\\nd\\x01\""
+        );
+        assert_eq!(crate::go::go_quote("héllo"), "\"héllo\"");
     }
 }
 

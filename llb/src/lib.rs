@@ -22,6 +22,7 @@ pub mod definition;
 pub mod digest;
 pub mod dump;
 pub mod error;
+pub mod go;
 pub mod graph;
 pub mod pb;
 

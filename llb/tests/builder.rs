@@ -255,7 +255,7 @@ fn file_chains_index_earlier_actions_after_the_inputs() {
             ..Default::default()
         },
     )
-    .cwd("/work");
+    .cwd("/app");
     let ctx = local("context", LocalOptions::default());
     let st = base.file(
         FileActions::new()

@@ -85,7 +85,7 @@ pub fn rfc3339(secs: i64) -> String {
 
 /// Go's `path.Clean`.
 pub fn clean(p: &str) -> String {
-    crate::dockerignore::clean_path(p)
+    cairn_llb::go::clean_path(p)
 }
 
 /// BuildKit's `system.NormalizePath`: `p` joined to `parent` unless absolute, cleaned;

@@ -14,8 +14,8 @@ mod line;
 
 use serde::Serialize;
 
+pub use cairn_llb::go::go_quote;
 pub use directives::Directive;
-pub use dump::go_quote;
 pub use heredoc::{Heredoc, parse_heredoc_word};
 
 use crate::error::{Error, ErrorKind};

@@ -289,9 +289,10 @@ impl State {
                     dest,
                     opts,
                 } => {
-                    let mut src_path = clean_path(src);
+                    let mut src_path = crate::go::clean_path(src);
                     if !src_path.starts_with('/') {
-                        src_path = clean_path(&format!("/{}/{}", source.get_cwd(), src_path));
+                        src_path =
+                            crate::go::clean_path(&format!("/{}/{}", source.get_cwd(), src_path));
                     }
                     FileActionKind::Copy(pb::FileActionCopy {
                         src: src_path,
@@ -336,40 +337,12 @@ impl State {
     }
 }
 
-/// Lexical clean like Go's `path.Clean`: collapses `//`, `.` and `..`.
-pub(crate) fn clean_path(p: &str) -> String {
-    if p.is_empty() {
-        return ".".to_owned();
-    }
-    let rooted = p.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in p.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|l| *l != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            other => parts.push(other),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_owned(),
-        (false, false) => joined,
-    }
-}
-
 /// Go client's `normalizePath`: relative paths join `parent`; with `keep_slash`, a
 /// trailing `/` or `/.` (meaning "into this directory") survives the cleaning.
 fn normalize_path(parent: &str, p: &str, keep_slash: bool) -> String {
-    let mut out = clean_path(p);
+    let mut out = crate::go::clean_path(p);
     if !out.starts_with('/') {
-        out = clean_path(&format!("/{parent}/{out}"));
+        out = crate::go::clean_path(&format!("/{parent}/{out}"));
     }
     if keep_slash {
         if p.ends_with('/') && !out.ends_with('/') {
@@ -399,7 +372,7 @@ mod tests {
             ("//a//b/./", "/a/b"),
             ("a/..", "."),
         ] {
-            assert_eq!(clean_path(input), want, "{input:?}");
+            assert_eq!(crate::go::clean_path(input), want, "{input:?}");
         }
     }
 

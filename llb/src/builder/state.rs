@@ -142,7 +142,7 @@ impl State {
         } else {
             format!("{}/{}", self.get_cwd(), dir)
         };
-        self.cwd = Some(super::file::clean_path(&joined));
+        self.cwd = Some(crate::go::clean_path(&joined));
         self
     }
 
