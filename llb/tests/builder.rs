@@ -361,3 +361,45 @@ fn testdata_a_rebuilt_with_the_builder_has_buildkits_ops_and_metadata() {
     // Same ops, digests and metadata; only the source map (Dockerfile line ranges) differs.
     assert_eq!(dump::json(&def), dump::json(&want));
 }
+
+/// The exec op of the definition's target.
+fn target_exec(def: Definition) -> pb::ExecOp {
+    let graph = def.validate().unwrap();
+    let op = graph.op(&graph.target().digest).unwrap();
+    match &op.op().op {
+        Some(OpKind::Exec(e)) => e.clone(),
+        other => panic!("target is not an exec: {other:?}"),
+    }
+}
+
+/// `Run::network` is a run option as in Go: the step gets it, the state after it does not,
+/// so the next step is back in the sandbox network.
+#[test]
+fn a_steps_network_does_not_reach_the_next_step() {
+    let first = image("busybox")
+        .run(["true"])
+        .network(NetMode::Host)
+        .security(pb::SecurityMode::Insecure)
+        .root();
+    let first_exec = target_exec(first.marshal());
+    assert_eq!(first_exec.network, NetMode::Host as i32);
+    assert_eq!(first_exec.security, pb::SecurityMode::Insecure as i32);
+    let second = target_exec(first.run(["true"]).root().marshal());
+    assert_eq!(second.network, NetMode::Unset as i32);
+    assert_eq!(second.security, pb::SecurityMode::Sandbox as i32);
+    // A mode set on the state itself still applies to every later step.
+    let on_state = image("busybox").network(NetMode::None).run(["true"]).root();
+    let third = target_exec(on_state.run(["true"]).root().marshal());
+    assert_eq!(third.network, NetMode::None as i32);
+}
+
+/// Replacing a variable moves it to the end, as Go's `EnvList.AddOrReplace` orders it.
+#[test]
+fn a_replaced_variable_moves_to_the_end() {
+    let st = scratch()
+        .env("PATH", "/bin")
+        .env("A", "1")
+        .env("PATH", "/x:/bin");
+    let e = target_exec(st.run(["true"]).root().marshal());
+    assert_eq!(e.meta.unwrap().env, ["A=1", "PATH=/x:/bin"]);
+}

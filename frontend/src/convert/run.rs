@@ -306,15 +306,7 @@ impl Dispatcher<'_> {
                 }
             }
         }
-        let mut state = exec.root();
-        // `--network`/`--security` apply to this step only (as in BuildKit, where the run
-        // options never reach the resulting state); the builder keeps them, so reset.
-        if run.network != NetworkMode::Default {
-            state = state.network(NetMode::Unset);
-        }
-        if run.security == Security::Insecure {
-            state = state.security(SecurityMode::Sandbox);
-        }
+        let state = exec.root();
         self.locate(&state, cmd.command.range);
         d.state = Some(state);
         let msg = format!("RUN {} # buildkit", Self::run_command_string(d, &args));

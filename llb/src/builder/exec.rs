@@ -76,6 +76,10 @@ pub struct Run {
     proxy_env: Option<pb::ProxyEnv>,
     valid_exit_codes: Vec<i32>,
     metadata: OpMetadata,
+    /// This step's own network and security modes: like Go's `llb.Network` run option they
+    /// never reach the state the step returns, which keeps the state's own modes.
+    network: Option<NetMode>,
+    security: Option<SecurityMode>,
 }
 
 /// A built exec op: one state per mount that has an output.
@@ -109,6 +113,8 @@ impl State {
             secrets: Vec::new(),
             secret_env: Vec::new(),
             ssh: Vec::new(),
+            network: None,
+            security: None,
             proxy_env: None,
             valid_exit_codes: Vec::new(),
             metadata: OpMetadata::default(),
@@ -213,13 +219,15 @@ impl Run {
         self
     }
 
+    /// The network mode of this step only.
     pub fn network(mut self, mode: NetMode) -> Run {
-        self.base = self.base.network(mode);
+        self.network = Some(mode);
         self
     }
 
+    /// The security mode of this step only.
     pub fn security(mut self, mode: SecurityMode) -> Run {
-        self.base = self.base.security(mode);
+        self.security = Some(mode);
         self
     }
 
@@ -273,6 +281,8 @@ impl Run {
             proxy_env,
             valid_exit_codes,
             mut metadata,
+            network,
+            security,
         } = self;
         mounts.sort_by(|a, b| a.target.cmp(&b.target));
 
@@ -291,8 +301,8 @@ impl Run {
             ));
         }
 
-        let network = base.network.unwrap_or(NetMode::Unset);
-        let security = base.security.unwrap_or(SecurityMode::Sandbox);
+        let network = network.or(base.network).unwrap_or(NetMode::Unset);
+        let security = security.or(base.security).unwrap_or(SecurityMode::Sandbox);
         let meta = pb::Meta {
             args,
             env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),

@@ -116,13 +116,13 @@ impl State {
             .map(|o| (o.vertex.op.digest().clone(), o.index))
     }
 
-    /// Sets (or replaces, keeping its position) an environment variable for later runs.
+    /// Sets an environment variable for later runs. A replaced variable moves to the end,
+    /// as Go's `EnvList.AddOrReplace` orders it: the env list is part of the exec op's bytes,
+    /// so the order decides whether digests match BuildKit's.
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> State {
-        let (key, value) = (key.into(), value.into());
-        match self.env.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => self.env.push((key, value)),
-        }
+        let key = key.into();
+        self.env.retain(|(k, _)| *k != key);
+        self.env.push((key, value.into()));
         self
     }
 
