@@ -34,3 +34,7 @@ pub use progress::{
 };
 pub use result::{ResultRef, SolverResult, downcast};
 pub use storage::{CacheKeyStorage, CacheRecord, MemoryCache, ResultStore};
+
+/// What the CLI needs to parse `--output` before a solve: the exporter's own grammar, so the
+/// flag and the exporter can never disagree (the CLI may not depend on the cache crate).
+pub use cairn_cache::export::{ExportSpec, SpecError};

@@ -15,7 +15,7 @@ mod tag;
 pub use build::{BuildArgs, CommonSolveFlags};
 pub use build_arg::{BuildArg, BuildArgError};
 pub use cache_spec::{CacheSpec, CacheSpecError};
-pub use output::{OutputArg, OutputArgError};
+pub use output::OutputArg;
 pub use progress_mode::{ProgressMode, RenderMode};
 pub use secret::{Secret, SecretError, SecretSource};
 pub use solve::SolveArgs;

@@ -1,27 +1,29 @@
-//! `-o/--output`. The grammar belongs to the exporter (`cairn_cache::export::ExportSpec`,
-//! with its did-you-mean), which `cmd` cannot name directly: DESIGN.md keeps `cmd` off the
-//! cache crate. Until the solver re-exports that parser, the value is kept as typed text
-//! and only the checks that need no grammar happen here.
+//! `-o/--output`, parsed with the exporter's own grammar (`cairn_solver::ExportSpec`, with
+//! its did-you-mean), so a typo fails at the command line, before any work starts.
 
+use cairn_solver::{ExportSpec, SpecError};
+
+/// One `--output` value: the text as typed (for messages) and what it means.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutputArg(pub String);
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OutputArgError {
-    #[error("output spec is empty (expected e.g. type=local,dest=DIR or type=oci,dest=FILE)")]
-    Empty,
+pub struct OutputArg {
+    text: String,
+    spec: ExportSpec,
 }
 
 impl OutputArg {
-    pub fn parse(s: &str) -> Result<OutputArg, OutputArgError> {
-        if s.trim().is_empty() {
-            return Err(OutputArgError::Empty);
-        }
-        Ok(OutputArg(s.to_owned()))
+    pub fn parse(s: &str) -> Result<OutputArg, SpecError> {
+        Ok(OutputArg {
+            text: s.to_owned(),
+            spec: ExportSpec::parse(s)?,
+        })
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
+    }
+
+    pub fn spec(&self) -> &ExportSpec {
+        &self.spec
     }
 }
 
@@ -30,11 +32,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keeps_text_rejects_empty() {
-        assert_eq!(
-            OutputArg::parse("type=oci,dest=x.tar").unwrap().as_str(),
-            "type=oci,dest=x.tar"
+    fn parses_with_the_exporters_grammar() {
+        let o = OutputArg::parse("type=oci,dest=x.tar").unwrap();
+        assert_eq!(o.as_str(), "type=oci,dest=x.tar");
+        assert!(matches!(o.spec(), ExportSpec::Oci { .. }), "{:?}", o.spec());
+        let e = OutputArg::parse("type=lcoal,dest=d")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("\"lcoal\"") && e.contains("did you mean \"local\""),
+            "{e}"
         );
-        assert_eq!(OutputArg::parse("  "), Err(OutputArgError::Empty));
+        assert!(OutputArg::parse("").is_err());
     }
 }
