@@ -250,12 +250,12 @@ async fn cwd_is_created_and_owned_by_the_user() {
     let o = run(&sb, req(&rootfs, meta)).await;
     ok(&o);
     assert_eq!(o.stdout, "/app/deep/er\n");
-    for d in ["work", "work/deep", "work/deep/er"] {
+    for d in ["app", "app/deep", "app/deep/er"] {
         let md = std::fs::metadata(rootfs.join(d)).unwrap();
         assert_eq!((md.uid(), md.gid()), (1000, 1000), "{d}");
     }
     assert_eq!(
-        std::fs::metadata(rootfs.join("work/deep/er/mine"))
+        std::fs::metadata(rootfs.join("app/deep/er/mine"))
             .unwrap()
             .uid(),
         1000
