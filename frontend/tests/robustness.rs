@@ -1,5 +1,5 @@
-//! No input makes the frontend panic: random Dockerfile-shaped text and every parser
-//! fixture go through parse, instruction checking and conversion, and each either converts
+//! No input makes the frontend panic: random Dockerfile-shaped text and realistic
+//! Dockerfiles go through parse, instruction checking and conversion, and each either converts
 //! or fails with an error that renders.
 
 use cairn_frontend::convert::{

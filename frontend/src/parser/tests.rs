@@ -65,6 +65,51 @@ const DUMP_CASES: &[(&str, &str, &str)] = &[
         "FROM a\nRUN echo x \\",
         "(from \"a\")\n(run \"echo x\")\n",
     ),
+    (
+        "escape directive after a comment is only a comment",
+        "# hello\n# escape=`\nFROM a\nRUN echo a \\\n  b\n",
+        "(from \"a\")\n(run \"echo a   b\")\n",
+    ),
+    (
+        "backtick continuation with a comment and an empty line inside",
+        "# escape=`\nFROM a\nRUN one `\n# note\n\n  two\n",
+        "(from \"a\")\n(run \"one   two\")\n",
+    ),
+    (
+        "indented comment and crlf line ends",
+        "FROM a\r\n   # indented\r\nRUN x\r\n",
+        "(from \"a\")\n(run \"x\")\n",
+    ),
+    (
+        "json in a string and json with trailing text stay shell form",
+        "FROM a\nCMD \"[\\\"a\\\"]\"\nCMD [\"a\", \"b\"] extra\nENTRYPOINT [\"a\", \"b\nRUN [\"ok\"]\n",
+        "(from \"a\")\n(cmd \"\\\"[\\\\\\\"a\\\\\\\"]\\\"\")\n(cmd \"[\\\"a\\\", \\\"b\\\"] extra\")\n(entrypoint \"[\\\"a\\\", \\\"b\")\n(run \"ok\")\n",
+    ),
+    (
+        "env with escaped spaces, quotes and a continuation",
+        "FROM a\nENV A=a\\ b C=\"x\\\"y\" \\\n    D=''\nENV K a\\ b  c\n",
+        "(from \"a\")\n(env \"A\" \"a\\\\ b\" \"=\" \"C\" \"\\\"x\\\\\\\"y\\\"\" \"=\" \"D\" \"''\" \"=\")\n(env \"K\" \"a\\\\ b  c\" \"\")\n",
+    ),
+    (
+        "label over lines and arg forms",
+        "FROM a\nLABEL a=1 \\\n  b=\"two words\"\nARG V\nARG X=1 Y\n",
+        "(from \"a\")\n(label \"a\" \"1\" \"=\" \"b\" \"\\\"two words\\\"\" \"=\")\n(arg \"V\")\n(arg \"X=1\" \"Y\")\n",
+    ),
+    (
+        "several flags and other instructions",
+        "FROM a\nRUN --mount=type=cache,target=/c --network=none make\nEXPOSE 80/tcp 443\nSHELL [\"/bin/bash\", \"-c\"]\nUSER app:app\nWORKDIR /srv\nSTOPSIGNAL SIGTERM\n",
+        "(from \"a\")\n(run [\"--mount=type=cache,target=/c\" \"--network=none\"] \"make\")\n(expose \"80/tcp\" \"443\")\n(shell \"/bin/bash\" \"-c\")\n(user \"app:app\")\n(workdir \"/srv\")\n(stopsignal \"SIGTERM\")\n",
+    ),
+    (
+        "healthcheck shell form and onbuild json",
+        "FROM a\nHEALTHCHECK --retries=3 --timeout=2s CMD curl -f http://x/ || exit 1\nONBUILD CMD [\"a\"]\n",
+        "(from \"a\")\n(healthcheck [\"--retries=3\" \"--timeout=2s\"] \"CMD\" \"curl -f http://x/ || exit 1\")\n(onbuild (cmd \"a\"))\n",
+    ),
+    (
+        "more volume forms",
+        "FROM a\nVOLUME /var/log\nVOLUME ['/x']\nVOLUME [\"/data\"]\nVOLUME  /p \\\n  /q\n",
+        "(from \"a\")\n(volume \"/var/log\")\n(volume \"['/x']\")\n(volume \"/data\")\n(volume \"/p\" \"/q\")\n",
+    ),
 ];
 
 #[test]
@@ -88,6 +133,14 @@ fn refused_inputs() {
         ("only comments", "# one\n# two\n"),
         ("env without a value", "FROM a\nENV PATH\n"),
         ("blank lines only", "\n\n   \n"),
+        (
+            "env with a name only among others",
+            "FROM a\nENV A=1\nENV B\n",
+        ),
+        ("label without a value", "FROM a\nLABEL lonely\n"),
+        ("nested json", "FROM a\nCMD [\"echo\", [\"inner\"]]\n"),
+        ("json with a number", "FROM a\nENTRYPOINT [\"a\", 2]\n"),
+        ("directive only", "# syntax=x/y\n"),
     ] {
         assert!(parse(src, "Dockerfile").is_err(), "{name} should fail");
     }
@@ -141,153 +194,58 @@ fn case_insensitive_and_json_fallback() {
     assert!(parse("FROM x\nCMD [1]\n", "Dockerfile").is_err());
 }
 
-/// The heredoc cases of Docker's `TestParseExtractsHeredoc`: name, fd, expand, chomp, body.
+/// Heredocs found per instruction: name, fd, whether the body expands, whether tabs are
+/// chomped (`<<-`), body. Quoted words, exec form and non-heredoc instructions have none.
 #[test]
 fn heredocs_extracted() {
-    let src = "
-FROM alpine:3.6
-
-ENV NAME=me
-
-RUN ls
-
-USER <<INVALID
-INVALID
-
-RUN <<EMPTY
-EMPTY
-
-RUN 3<<EMPTY2
-EMPTY2
-
-RUN \"<<NOHEREDOC\"
-
-RUN <<INDENT
-\tfoo
-\tbar
-INDENT
-
-RUN <<-UNINDENT
-\tbaz
-\tquux
-UNINDENT
-
-RUN <<-UNINDENT2
-\tbaz
-\tquux
-\tUNINDENT2
-
-RUN <<-EXPAND
-\texpand $NAME
-EXPAND
-
-RUN <<-'NOEXPAND'
-\tdon't expand $NAME
-NOEXPAND
-
-RUN <<COPY
-echo hello world
-echo foo bar
-COPY
-
-RUN <<COMMENT
-# internal comment
-echo hello world
-echo foo bar # trailing comment
-COMMENT
-
-RUN --mount=type=cache,target=/foo <<MOUNT
-echo hello
-MOUNT
-
-COPY <<FILE1 <<FILE2 /dest
-content 1
-FILE1
-content 2
-FILE2
-
-COPY <<EOF /quotes
-\"foo\"
-'bar'
-EOF
-
-COPY <<X <<Y /dest
-Y
-X
-X
-Y
-
-RUN <<COMPLEX python3
-print('hello world')
-COMPLEX
-
-COPY <<file.txt /dest
-hello world
-file.txt
-
-RUN <<eo'f'
-echo foo
-eof
-
-RUN <<eo\\'f
-echo foo
-eo'f
-
-RUN <<'e'o\\'f
-echo foo
-eo'f
-
-RUN <<'one two'
-echo bar
-one two
-
-RUN <<$EOF
-$EOF
-
-RUN <<  EOF
-EOF
-
-RUN <<  EOF  > foo
-EOF
-\t";
+    let src = "FROM scratch
+RUN <<SCRIPT
+set -e
+echo $HOME
+SCRIPT
+RUN 2<<ERR cat
+oops
+ERR
+RUN <<-TABS
+\tindented
+\tTABS
+RUN <<\"QUOTED\"
+keep $VAR
+QUOTED
+COPY <<A <<B /out/
+first
+A
+second
+B
+ADD <<  SPACED /s
+x
+SPACED
+RUN echo '<<NOT'
+WORKDIR <<W
+RUN python3 <<PY >/log
+# not a comment
+print(1)
+PY
+RUN <<'E'
+E
+RUN [\"<<J\"]
+";
     type Doc = (&'static str, u32, bool, bool, &'static str);
-    let want: Vec<Vec<Doc>> = vec![
-        vec![],
-        vec![],
-        vec![],
-        vec![],
-        vec![("EMPTY", 0, true, false, "")],
-        vec![("EMPTY2", 3, true, false, "")],
-        vec![],
-        vec![("INDENT", 0, true, false, "\tfoo\n\tbar\n")],
-        vec![("UNINDENT", 0, true, true, "\tbaz\n\tquux\n")],
-        vec![("UNINDENT2", 0, true, true, "\tbaz\n\tquux\n")],
-        vec![("EXPAND", 0, true, true, "\texpand $NAME\n")],
-        vec![("NOEXPAND", 0, false, true, "\tdon't expand $NAME\n")],
-        vec![("COPY", 0, true, false, "echo hello world\necho foo bar\n")],
-        vec![(
-            "COMMENT",
-            0,
-            true,
-            false,
-            "# internal comment\necho hello world\necho foo bar # trailing comment\n",
-        )],
-        vec![("MOUNT", 0, true, false, "echo hello\n")],
-        vec![
-            ("FILE1", 0, true, false, "content 1\n"),
-            ("FILE2", 0, true, false, "content 2\n"),
+    let want: &[&[Doc]] = &[
+        &[("SCRIPT", 0, true, false, "set -e\necho $HOME\n")],
+        &[("ERR", 2, true, false, "oops\n")],
+        &[("TABS", 0, true, true, "\tindented\n")],
+        &[("QUOTED", 0, false, false, "keep $VAR\n")],
+        &[
+            ("A", 0, true, false, "first\n"),
+            ("B", 0, true, false, "second\n"),
         ],
-        vec![("EOF", 0, true, false, "\"foo\"\n'bar'\n")],
-        vec![("X", 0, true, false, "Y\n"), ("Y", 0, true, false, "X\n")],
-        vec![("COMPLEX", 0, true, false, "print('hello world')\n")],
-        vec![("file.txt", 0, true, false, "hello world\n")],
-        vec![("eof", 0, false, false, "echo foo\n")],
-        vec![("eo'f", 0, true, false, "echo foo\n")],
-        vec![("eo'f", 0, false, false, "echo foo\n")],
-        vec![("one two", 0, false, false, "echo bar\n")],
-        vec![("$EOF", 0, true, false, "")],
-        vec![("EOF", 0, true, false, "")],
-        vec![("EOF", 0, true, false, "")],
+        &[("SPACED", 0, true, false, "x\n")],
+        &[],
+        &[],
+        &[("PY", 0, true, false, "# not a comment\nprint(1)\n")],
+        &[("E", 0, false, false, "")],
+        &[],
     ];
     let df = parse(src, "Dockerfile").expect("parses");
     assert_eq!(df.nodes.len(), want.len() + 1);
@@ -335,4 +293,18 @@ fn line_numbers_span_continuations_and_skip_comments() {
         Some("\\"),
         "`# ESCAPE=` is case-insensitive"
     );
+}
+
+/// An instruction with a heredoc ends on its terminator line; one cut off by the end of
+/// the file after a trailing escape ends on its own line.
+#[test]
+fn line_numbers_with_heredocs_onbuild_and_a_trailing_escape() {
+    let src = "FROM a\nRUN <<EOF\nbody\nEOF\n\nONBUILD RUN x \\\n  y\nCOPY a \\";
+    let df = parse(src, "Dockerfile").expect("parses");
+    let lines: Vec<(usize, usize)> = df
+        .nodes
+        .iter()
+        .map(|n| (n.range.start.line, n.range.end.line))
+        .collect();
+    assert_eq!(lines, [(1, 1), (2, 4), (6, 7), (8, 8)]);
 }

@@ -212,32 +212,57 @@ mod tests {
         assert!(Pattern::new("\\*\\?\\\\").is_ok());
     }
 
+    /// `(pattern, value, shortest prefix cut, longest prefix cut, shortest suffix cut,
+    /// longest suffix cut)`.
     #[test]
     fn prefix_and_suffix() {
-        let p = Pattern::new("*x*y").expect("valid");
-        assert_eq!(p.trim_prefix("xxyy", false), "y");
-        assert_eq!(
-            Pattern::new("*x").expect("valid").trim_prefix("xxyy", true),
-            "yy"
-        );
-        assert_eq!(
-            Pattern::new("x").expect("valid").trim_suffix("xxyy", false),
-            "xxyy"
-        );
-        assert_eq!(
-            Pattern::new("\\**\\*")
-                .expect("valid")
-                .trim_suffix("a***yy*", true),
-            "a"
-        );
+        let cases: &[(&str, &str, &str, &str, &str, &str)] = &[
+            (
+                "*/",
+                "/opt/app/bin",
+                "opt/app/bin",
+                "bin",
+                "/opt/app/bin",
+                "/opt/app/bin",
+            ),
+            ("/*", "/opt/app/bin", "opt/app/bin", "", "/opt/app", ""),
+            ("?", "abc", "bc", "bc", "ab", "ab"),
+            ("a*", "banana", "banana", "banana", "banan", "b"),
+            ("*a", "banana", "nana", "", "banan", ""),
+            ("\\*", "*x*", "x*", "x*", "*x", "*x"),
+            ("\\?*", "?q?", "q?", "", "?q", ""),
+            ("x", "abc", "abc", "abc", "abc", "abc"),
+            ("", "abc", "abc", "abc", "abc", "abc"),
+            ("é?", "éte", "e", "e", "éte", "éte"),
+        ];
+        for (pat, value, short_pre, long_pre, short_suf, long_suf) in cases {
+            let p = Pattern::new(pat).expect("valid");
+            let got = (
+                p.trim_prefix(value, false),
+                p.trim_prefix(value, true),
+                p.trim_suffix(value, false),
+                p.trim_suffix(value, true),
+            );
+            let want = (
+                short_pre.to_string(),
+                long_pre.to_string(),
+                short_suf.to_string(),
+                long_suf.to_string(),
+            );
+            assert_eq!(got, want, "{pat:?} on {value:?}");
+        }
     }
 
     #[test]
     fn replace() {
-        let p = Pattern::new("/?/").expect("valid");
-        assert_eq!(p.replace_first("/a/foo/b/c.txt", "/"), "/foo/b/c.txt");
-        assert_eq!(p.replace_all("/a/foo/b/c.txt", "/"), "/foo/c.txt");
+        let p = Pattern::new("o?").expect("valid");
+        assert_eq!(p.replace_first("foo boot", "0"), "f0 boot");
+        assert_eq!(p.replace_all("foo boot", "0"), "f0 b0t");
+        let star = Pattern::new("b*t").expect("valid");
+        assert_eq!(star.replace_first("bat bit", "X"), "X", "`*` is greedy");
         let empty = Pattern::new("").expect("valid");
-        assert_eq!(empty.replace_first("xxyy", "ww"), "wwxxyy");
+        assert_eq!(empty.replace_first("abc", "-"), "-abc");
+        let none = Pattern::new("z").expect("valid");
+        assert_eq!(none.replace_all("abc", "-"), "abc");
     }
 }
