@@ -35,5 +35,7 @@ pub mod export;
 pub mod reference;
 pub mod registry;
 
+/// The snapshotter the cache is built on, for callers that mount what refs give them.
+pub use cairn_snapshot as snapshot;
 pub use error::CacheError;
 pub use refs::{CacheManager, DescHandler, DescHandlers, ImmutableRef, MutableRef};

@@ -39,6 +39,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Build a Dockerfile (like `docker buildx build`).
+    Build(crate::args::BuildArgs),
+    /// Solve an LLB definition from a file or stdin (like `buildctl build`).
+    Solve(crate::args::SolveArgs),
     /// Tools for looking inside builds.
     #[command(subcommand)]
     Debug(DebugCommand),
@@ -56,7 +60,11 @@ pub enum DebugCommand {
 /// This is where `build`, `solve`, `du` and `prune` plug in once they are wired: add the
 /// variant to [`Command`] with its args type from [`crate::args`], and an arm here.
 pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<()> {
+    let inputs = crate::root::Inputs::from_process(cli.root.clone(), cli.config.clone());
+    let settings = || crate::settings::Settings::resolve(&inputs);
     match cli.command {
+        Command::Build(args) => crate::build::build(settings()?, args, cancel).await,
+        Command::Solve(args) => crate::build::solve(settings()?, args, cancel).await,
         Command::Debug(DebugCommand::DumpLlb(args)) => {
             crate::signal::blocking_until_cancelled(&cancel, move || crate::dump_llb::run(&args))
                 .await

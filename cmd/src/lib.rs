@@ -10,6 +10,7 @@
 //! its renderers, and [`exit::classify`] for exit codes.
 
 pub mod args;
+pub mod build;
 pub mod cli;
 pub mod config;
 pub mod dump_llb;

@@ -25,6 +25,7 @@
 //! a self-signed certificate, or (with [`TokenServer`]) bearer-token auth verified by the
 //! registry itself; [`FlakyProxy`] injects `5xx`/`429` answers in front of a registry.
 
+pub mod cli;
 pub mod image;
 pub mod proxy;
 pub mod push;

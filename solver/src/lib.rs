@@ -21,6 +21,7 @@ pub mod ops;
 pub mod progress;
 pub mod result;
 pub mod storage;
+pub mod worker;
 
 pub use cache_opts::{CacheOpts, desc_handler_key, walk_ancestors};
 pub use engine::{SolveOptions, SolveOutput, Solver, SolverConfig};

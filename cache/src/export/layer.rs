@@ -8,7 +8,6 @@ use cairn_snapshot::{LayerWriteOptions, diff_dirs, write_layer};
 use super::error::ExportError;
 use super::options::ImageOptions;
 use crate::content::ContentStore;
-use crate::descriptor::Descriptor;
 use crate::metadata::LayerBlob;
 
 /// The annotation containerd and BuildKit put a compressed layer's diff id under.
@@ -48,15 +47,7 @@ pub async fn compute_layer(
         let mut writer = store.writer()?;
         let written = write_layer(&changes, &upper, &mut writer, &opts).map_err(layer_err)?;
         let committed = writer.commit(None)?;
-        let mut descriptor =
-            Descriptor::new(written.media_type(), committed.digest, committed.size);
-        descriptor
-            .annotations
-            .insert(UNCOMPRESSED_ANNOTATION.into(), written.diff_id.to_string());
-        Ok(LayerBlob {
-            descriptor,
-            diff_id: written.diff_id,
-        })
+        Ok(LayerBlob::written(&written, committed))
     })
     .await
     .map_err(ExportError::Join)?
@@ -104,7 +95,10 @@ mod tests {
         std::fs::write(b.join("keep"), b"k").unwrap();
         // The diff compares mtimes as containerd does: an unchanged file must keep its time,
         // or whether the two writes land on one clock tick decides the result.
-        let when = std::fs::metadata(a.join("keep")).unwrap().modified().unwrap();
+        let when = std::fs::metadata(a.join("keep"))
+            .unwrap()
+            .modified()
+            .unwrap();
         std::fs::File::options()
             .write(true)
             .open(b.join("keep"))

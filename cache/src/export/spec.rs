@@ -101,6 +101,21 @@ impl ExportSpec {
         Fields { kind, map: fields }.into_spec()
     }
 
+    /// Gives an image output that names no image the `-t` names, as buildx does; outputs
+    /// with names of their own, and file outputs, are left alone.
+    pub fn add_default_names(&mut self, tags: &[String]) {
+        match self {
+            ExportSpec::Oci { names, .. }
+            | ExportSpec::Docker { names, .. }
+            | ExportSpec::Image { names, .. }
+                if names.is_empty() =>
+            {
+                *names = tags.to_vec();
+            }
+            _ => {}
+        }
+    }
+
     /// The image names of an image-producing output (empty for `local`/`tar`).
     pub fn names(&self) -> &[String] {
         match self {

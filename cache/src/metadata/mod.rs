@@ -13,6 +13,7 @@ mod cache_keys;
 mod leases;
 mod records;
 mod schema;
+mod solver_keys;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};

@@ -470,6 +470,41 @@ impl MetadataDb {
         })
     }
 
+    /// Gives a committed layer that had no blob the one just computed for it, with its
+    /// chain ids. A record that got a blob meanwhile (a concurrent export) keeps its own:
+    /// the first blob wins, so every export of it names the same bytes.
+    pub fn set_layer_blob(
+        &self,
+        id: &RecordId,
+        blob: &LayerBlob,
+        chain_id: &Digest,
+        blob_chain_id: &Digest,
+    ) -> Result<Record, MetadataError> {
+        let descriptor =
+            serde_json::to_string(&blob.descriptor).map_err(|e| MetadataError::Corrupt {
+                id: id.to_string(),
+                reason: format!("encoding blob descriptor: {e}"),
+            })?;
+        self.write("recording layer blob", |tx| {
+            tx.execute(
+                "UPDATE records SET blob_digest = ?2, blob_media_type = ?3, blob_size = ?4, \
+                 blob_descriptor = ?5, diff_id = ?6, chain_id = ?7, blob_chain_id = ?8 \
+                 WHERE id = ?1 AND kind = 'layer' AND blob_digest IS NULL",
+                params![
+                    id.as_str(),
+                    blob.descriptor.digest.as_str(),
+                    blob.descriptor.media_type.as_str(),
+                    blob.descriptor.size,
+                    descriptor,
+                    blob.diff_id.as_str(),
+                    chain_id.as_str(),
+                    blob_chain_id.as_str(),
+                ],
+            )?;
+            get(tx, id)?.ok_or_else(|| Fail::Domain(MetadataError::NoSuchRecord(id.to_string())))
+        })
+    }
+
     /// Records whose blob is `digest`.
     pub fn records_by_blob(&self, digest: &Digest) -> Result<Vec<Record>, MetadataError> {
         self.read("finding records by blob", |c| {

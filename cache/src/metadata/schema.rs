@@ -79,4 +79,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (digest, source)
     );
     "#,
+    // 2: the solver's cache keys: key -> the canonical key downstream keys build on, and
+    // the result ids of every output (JSON list). A result id whose record was pruned
+    // makes the row a miss, never a wrong hit, so rows need no foreign keys.
+    r#"
+    CREATE TABLE solver_keys (
+        key        TEXT PRIMARY KEY,
+        canonical  TEXT NOT NULL,
+        results    TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    "#,
 ];

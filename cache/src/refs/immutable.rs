@@ -52,6 +52,10 @@ impl ImmutableRef {
         }
     }
 
+    pub(crate) fn manager(&self) -> &Arc<Inner> {
+        &self.handle.mgr
+    }
+
     pub fn id(&self) -> &RecordId {
         &self.handle.record.id
     }
@@ -72,7 +76,14 @@ impl ImmutableRef {
     /// its parent's plus itself; a merge's is its inputs' chains one after the other (so a
     /// merged ref exports its inputs' blobs as they are).
     pub fn layer_chain(&self) -> Result<Vec<Record>, CacheError> {
-        layer_chain_of(&self.handle.mgr, &self.handle.record)
+        // Read afresh: an export may have given the layer its blob since this ref was made.
+        let top = self
+            .handle
+            .mgr
+            .db
+            .record(self.id())?
+            .unwrap_or_else(|| self.handle.record.clone());
+        layer_chain_of(&self.handle.mgr, &top)
     }
 
     /// Whether this ref's snapshot still has to be made (fetched, extracted or merged).

@@ -2,6 +2,7 @@
 //! descriptor whose files are fetched and extracted on first use), mutable refs (scratch
 //! snapshots), and the manager that hands them out, sweeps and prunes.
 
+mod blobs;
 mod chain;
 mod handlers;
 mod image;

@@ -79,19 +79,10 @@ pub(crate) mod tests {
     use crate::args::{ProgressMode, SecretSource};
     use clap::{CommandFactory, FromArgMatches};
 
-    /// The real top-level command with `build` and `solve` added, as the lead will wire them.
+    /// The real top-level command, `build` and `solve` included.
     pub(crate) fn parse(args: &[&str]) -> Result<clap::ArgMatches, clap::Error> {
-        use clap::Args;
-        let cmd = crate::cli::Cli::command()
-            .subcommand(
-                BuildArgs::augment_args(clap::Command::new("build"))
-                    .about("Build an image from a Dockerfile"),
-            )
-            .subcommand(
-                crate::args::SolveArgs::augment_args(clap::Command::new("solve"))
-                    .about("Solve an LLB definition"),
-            );
-        cmd.try_get_matches_from(std::iter::once("cairn").chain(args.iter().copied()))
+        crate::cli::Cli::command()
+            .try_get_matches_from(std::iter::once("cairn").chain(args.iter().copied()))
     }
 
     fn build(args: &[&str]) -> Result<BuildArgs, clap::Error> {

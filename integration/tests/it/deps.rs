@@ -15,25 +15,49 @@ fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
         ("cairn", &["cairn-llb", "cairn-frontend", "cairn-solver"]),
         (
             "cairn-integration",
-            &["cairn-llb", "cairn-snapshot", "cairn-cache", "cairn-solver", "cairn-frontend"],
+            &[
+                "cairn-llb",
+                "cairn-snapshot",
+                "cairn-cache",
+                "cairn-solver",
+                "cairn-frontend",
+            ],
         ),
     ];
-    rules.into_iter().map(|(k, v)| (k, v.iter().copied().collect())).collect()
+    rules
+        .into_iter()
+        .map(|(k, v)| (k, v.iter().copied().collect()))
+        .collect()
 }
 
 #[test]
 fn dependencies_point_one_way() {
     let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata runs");
-    assert!(out.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("cargo metadata is JSON");
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("cargo metadata is JSON");
     let rules = allowed();
     let packages = meta["packages"].as_array().expect("packages array");
     let names: BTreeSet<&str> = packages.iter().filter_map(|p| p["name"].as_str()).collect();
-    assert_eq!(names, rules.keys().copied().collect(), "workspace crates changed: update the rule table");
+    assert_eq!(
+        names,
+        rules.keys().copied().collect(),
+        "workspace crates changed: update the rule table"
+    );
     for p in packages {
         let name = p["name"].as_str().unwrap_or_default();
         for d in p["dependencies"].as_array().into_iter().flatten() {

@@ -1,8 +1,9 @@
 //! cairn's end-to-end tests: one binary, one module per topic, all against real parts
 //! (see `cairn_integration` for the sandbox they start).
 
+mod build;
 mod deps;
-mod registry;
-mod lazy_pull;
 mod export;
+mod lazy_pull;
 mod pull_bench;
+mod registry;

@@ -54,6 +54,16 @@ pub enum FileOpError {
         action: usize,
         feature: &'static str,
     },
+    /// [`run_file_actions_in`](super::run_file_actions_in) was given a plan made for
+    /// another op: (inputs, actions) it was planned for and given.
+    #[error("file op planned for {planned:?} (inputs, actions), run with {given:?}")]
+    PlanMismatch {
+        planned: (usize, usize),
+        given: (usize, usize),
+    },
+    /// The caller gave no directory for an action that needs one of its own.
+    #[error("file action {action}: no directory was given to work in")]
+    MissingDir { action: usize },
     /// The work was cancelled between files.
     #[error("file op cancelled")]
     Cancelled,

@@ -18,7 +18,10 @@ pub mod unpack;
 pub mod user;
 
 pub use actions::{mkdir, mkfile, resolve_wildcards, rm, symlink};
-pub use chain::{clone_tree, run_file_actions};
+pub use chain::{
+    BasePlan, BaseSource, Plan, clone_tree, fill_tree, plan_bases, run_file_actions,
+    run_file_actions_in,
+};
 pub use copy::copy;
 pub use error::FileOpError;
 pub use op::{DirFileOp, DirResult};

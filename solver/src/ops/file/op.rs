@@ -72,44 +72,42 @@ impl DirFileOp {
             ))),
         }
     }
+}
 
-    /// The copy sources read from input `i`: (path, follow symlinks, wildcard).
-    fn copy_sources(&self, i: usize) -> Vec<(String, bool, bool)> {
-        self.file
-            .actions
-            .iter()
-            .filter(|a| usize::try_from(a.secondary_input).ok() == Some(i))
-            .filter_map(|a| match &a.action {
-                Some(FileActionKind::Copy(c)) => {
-                    Some((c.src.clone(), c.follow_symlink, c.allow_wildcard))
-                }
-                _ => None,
-            })
-            .collect()
-    }
+/// The copy sources a FileOp reads from input `i`: (path, follow symlinks, wildcard).
+pub(crate) fn copy_sources(file: &FileOp, i: usize) -> Vec<(String, bool, bool)> {
+    file.actions
+        .iter()
+        .filter(|a| usize::try_from(a.secondary_input).ok() == Some(i))
+        .filter_map(|a| match &a.action {
+            Some(FileActionKind::Copy(c)) => {
+                Some((c.src.clone(), c.follow_symlink, c.allow_wildcard))
+            }
+            _ => None,
+        })
+        .collect()
+}
 
-    /// BuildKit's selector for input `i`: the copy sources read from it, sorted,
-    /// reversed ("historical reasons" in BuildKit), joined by NUL and hashed; none when
-    /// the input is only a base that actions write on.
-    fn selector(&self, i: usize) -> Option<String> {
-        let mut paths: Vec<&str> = self
-            .file
-            .actions
-            .iter()
-            .filter(|a| usize::try_from(a.secondary_input).ok() == Some(i))
-            .filter_map(|a| match &a.action {
-                Some(FileActionKind::Copy(c)) => Some(c.src.as_str()),
-                _ => None,
-            })
-            .collect();
-        if paths.is_empty() {
-            return None;
-        }
-        paths.sort_unstable();
-        paths.reverse();
-        let joined = paths.join("\0");
-        Some(Digest::from_sha256(Sha256::digest(joined.as_bytes()).into()).to_string())
+/// BuildKit's selector for input `i`: the copy sources read from it, sorted,
+/// reversed ("historical reasons" in BuildKit), joined by NUL and hashed; none when
+/// the input is only a base that actions write on.
+pub(crate) fn selector(file: &FileOp, i: usize) -> Option<String> {
+    let mut paths: Vec<&str> = file
+        .actions
+        .iter()
+        .filter(|a| usize::try_from(a.secondary_input).ok() == Some(i))
+        .filter_map(|a| match &a.action {
+            Some(FileActionKind::Copy(c)) => Some(c.src.as_str()),
+            _ => None,
+        })
+        .collect();
+    if paths.is_empty() {
+        return None;
     }
+    paths.sort_unstable();
+    paths.reverse();
+    let joined = paths.join("\0");
+    Some(Digest::from_sha256(Sha256::digest(joined.as_bytes()).into()).to_string())
 }
 
 impl Op for DirFileOp {
@@ -119,8 +117,8 @@ impl Op for DirFileOp {
                 digest: Some(self.digest.clone()),
                 deps: (0..self.inputs)
                     .map(|i| {
-                        let selector = self.selector(i);
-                        let sources = self.copy_sources(i);
+                        let selector = selector(&self.file, i);
+                        let sources = copy_sources(&self.file, i);
                         let compute_digest =
                             (!sources.is_empty()).then(|| content_checksum(sources));
                         Dep {
@@ -194,7 +192,10 @@ fn content_checksum(sources: Vec<(String, bool, bool)>) -> ComputeDigest {
     })
 }
 
-fn checksum_sources(root: &Path, sources: &[(String, bool, bool)]) -> Result<Digest, OpError> {
+pub(crate) fn checksum_sources(
+    root: &Path,
+    sources: &[(String, bool, bool)],
+) -> Result<Digest, OpError> {
     use std::os::unix::fs::MetadataExt;
     let mut h = Sha256::new();
     let mut field = |b: &[u8]| {

@@ -775,6 +775,332 @@ fn action_chain_rejects_bad_indexes_and_outputs() {
     assert!(matches!(err, FileOpError::UnknownAction(0)), "{err}");
 }
 
+fn rm_x(input: i64, output: i64) -> FileAction {
+    action(
+        input,
+        -1,
+        output,
+        FileActionKind::Rm(FileActionRm {
+            path: "/x".into(),
+            allow_not_found: true,
+            allow_wildcard: false,
+        }),
+    )
+}
+
+fn copy_action(input: i64, secondary: i64, output: i64, src: &str, dest: &str) -> FileAction {
+    action(
+        input,
+        secondary,
+        output,
+        FileActionKind::Copy(cp(src, dest)),
+    )
+}
+
+#[test]
+fn plan_hands_a_linear_chain_on_to_one_directory() {
+    // One input; actions are numbered from 1 after it.
+    let actions = [rm_x(0, -1), rm_x(1, -1), rm_x(2, 0)];
+    let plan = plan_bases(&actions, 1).expect("plan");
+    assert_eq!(
+        plan.bases,
+        vec![
+            BasePlan::Fresh(BaseSource::Input(0)),
+            BasePlan::HandOn(0),
+            BasePlan::HandOn(1),
+        ]
+    );
+    assert_eq!(
+        (plan.outputs.clone(), plan.roots.clone()),
+        (vec![2], vec![0])
+    );
+    assert_eq!(plan.root_of(2), 0);
+}
+
+#[test]
+fn plan_clones_a_result_read_twice_or_exposed() {
+    // Action 0 is the base of action 1 and the copy source of action 2.
+    let actions = [
+        rm_x(-1, -1),
+        rm_x(1, 0),
+        copy_action(0, 1, 1, "/", "/from0"),
+    ];
+    let plan = plan_bases(&actions, 1).expect("plan");
+    assert_eq!(
+        plan.bases,
+        vec![
+            BasePlan::Fresh(BaseSource::Scratch),
+            BasePlan::Fresh(BaseSource::CloneOf(0)),
+            BasePlan::Fresh(BaseSource::Input(0)),
+        ]
+    );
+    // An output is never handed on, even to its only reader.
+    let plan = plan_bases(&[rm_x(-1, 0), rm_x(0, 1)], 0).expect("plan");
+    assert_eq!(
+        plan.bases,
+        vec![
+            BasePlan::Fresh(BaseSource::Scratch),
+            BasePlan::Fresh(BaseSource::CloneOf(0)),
+        ]
+    );
+    // Reading a result for a chown by name counts as a reader too.
+    let mut by_name = FileActionMkDir {
+        path: "/d".into(),
+        mode: 0o755,
+        make_parents: true,
+        owner: None,
+        timestamp: -1,
+    };
+    by_name.owner = Some(ChownOpt {
+        user: Some(UserOpt {
+            user: Some(UserOptKind::ByName(cairn_llb::pb::NamedUserOpt {
+                name: "app".into(),
+                input: 0,
+            })),
+        }),
+        group: None,
+    });
+    let plan = plan_bases(
+        &[
+            rm_x(-1, -1),
+            action(0, -1, 0, FileActionKind::Mkdir(by_name)),
+        ],
+        0,
+    )
+    .expect("plan");
+    assert_eq!(plan.bases[1], BasePlan::Fresh(BaseSource::CloneOf(0)));
+}
+
+#[test]
+fn plan_maps_each_output_to_the_directory_holding_it() {
+    // Two inputs, so action j is index j + 2. Chain A: 0 -> 1 -> 2 (output 1);
+    // chain B: 3 (scratch) -> 4 (output 0); action 5 reads output 1's action as a base.
+    let actions = [
+        rm_x(1, -1),
+        rm_x(2, -1),
+        rm_x(3, 1),
+        rm_x(-1, -1),
+        rm_x(5, 0),
+        rm_x(4, 2),
+    ];
+    let plan = plan_bases(&actions, 2).expect("plan");
+    assert_eq!(
+        plan.bases,
+        vec![
+            BasePlan::Fresh(BaseSource::Input(1)),
+            BasePlan::HandOn(0),
+            BasePlan::HandOn(1),
+            BasePlan::Fresh(BaseSource::Scratch),
+            BasePlan::HandOn(3),
+            BasePlan::Fresh(BaseSource::CloneOf(2)),
+        ]
+    );
+    assert_eq!(plan.outputs, vec![4, 2, 5]);
+    assert_eq!(plan.roots, vec![3, 0, 5]);
+}
+
+#[test]
+fn plan_rejects_bad_indexes_outputs_and_unknown_actions() {
+    let bad = |actions: &[FileAction], inputs| plan_bases(actions, inputs).expect_err("bad");
+    let err = bad(&[rm_x(5, 0)], 1);
+    assert!(
+        matches!(
+            err,
+            FileOpError::BadIndex {
+                action: 0,
+                what: "input",
+                index: 5,
+                inputs: 1
+            }
+        ),
+        "{err}"
+    );
+    // An action cannot read itself or a later one.
+    let err = bad(&[rm_x(1, -1), rm_x(-1, 0)], 1);
+    assert!(
+        matches!(err, FileOpError::BadIndex { index: 1, .. }),
+        "{err}"
+    );
+    let err = bad(&[rm_x(-2, 0)], 0);
+    assert!(
+        matches!(err, FileOpError::BadIndex { index: -2, .. }),
+        "{err}"
+    );
+    let err = bad(&[copy_action(-1, 3, 0, "/a", "/a")], 1);
+    assert!(
+        matches!(
+            err,
+            FileOpError::BadIndex {
+                what: "secondary input",
+                index: 3,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = bad(&[rm_x(-1, 1)], 0);
+    assert!(
+        matches!(&err, FileOpError::BadOutputs(o) if o == &[1]),
+        "{err}"
+    );
+    let err = bad(&[rm_x(-1, 0), rm_x(-1, 0)], 0);
+    assert!(
+        matches!(&err, FileOpError::BadOutputs(o) if o == &[0, 0]),
+        "{err}"
+    );
+    let none = FileAction {
+        input: -1,
+        secondary_input: -1,
+        output: 0,
+        action: None,
+    };
+    let err = bad(&[none], 0);
+    assert!(matches!(err, FileOpError::UnknownAction(0)), "{err}");
+}
+
+#[test]
+fn actions_run_in_place_on_a_prepared_base() {
+    // The caller's writable "snapshot" already holds input 0's files; `lower` stands for
+    // the read-only input itself.
+    let lower = tmp();
+    file(lower.path(), "etc/os-release", "ID=test\n", 0o644);
+    file(lower.path(), "bin/sh", "#!", 0o755);
+    let ctx = tmp();
+    file(ctx.path(), "a", "new a", 0o644);
+    let work = tmp();
+    let base = work.path().join("base");
+    clone_tree(lower.path(), &base, &CancellationToken::new()).expect("prepare base");
+    let scratch = work.path().join("scratch");
+    std::fs::create_dir(&scratch).expect("mkdir scratch");
+    let ino = |p: &Path| std::fs::metadata(p).expect("stat").ino();
+    let before = (ino(&base.join("etc/os-release")), ino(&base.join("bin/sh")));
+    let lower_before = listing(lower.path());
+
+    // `COPY a /a`, then a mkdir on the result (handed on, same directory).
+    let actions = [
+        copy_action(0, 1, -1, "/a", "/a"),
+        action(
+            2,
+            -1,
+            0,
+            FileActionKind::Mkdir(FileActionMkDir {
+                path: "/made".into(),
+                mode: 0o700,
+                make_parents: false,
+                owner: None,
+                timestamp: -1,
+            }),
+        ),
+    ];
+    let plan = plan_bases(&actions, 2).expect("plan");
+    assert_eq!(plan.roots, vec![0]);
+    let inputs = vec![lower.path().to_path_buf(), ctx.path().to_path_buf()];
+    let dirs = vec![Some(base.clone()), None];
+    run_file_actions_in(
+        &actions,
+        &plan,
+        &inputs,
+        &dirs,
+        &scratch,
+        &CancellationToken::new(),
+    )
+    .expect("run");
+
+    assert_eq!(
+        listing(&base),
+        vec![
+            "a f 644 new a".to_owned(),
+            "bin d 755 ".to_owned(),
+            "bin/sh f 755 #!".to_owned(),
+            "etc d 755 ".to_owned(),
+            "etc/os-release f 644 ID=test\n".to_owned(),
+            "made d 700 ".to_owned(),
+        ]
+    );
+    // The base files are the very same files, not copies, and nothing else was made.
+    assert_eq!(
+        (ino(&base.join("etc/os-release")), ino(&base.join("bin/sh"))),
+        before
+    );
+    let mut left: Vec<String> = std::fs::read_dir(work.path())
+        .expect("read")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, vec!["base", "scratch"]);
+    assert!(listing(&scratch).is_empty());
+    assert_eq!(listing(lower.path()), lower_before, "input unchanged");
+}
+
+#[test]
+fn a_cloned_base_is_filled_into_the_given_empty_directory() {
+    let work = tmp();
+    let (first, second, scratch) = (
+        work.path().join("first"),
+        work.path().join("second"),
+        work.path().join("scratch"),
+    );
+    for d in [&first, &second, &scratch] {
+        std::fs::create_dir(d).expect("mkdir");
+    }
+    std::fs::set_permissions(&first, std::fs::Permissions::from_mode(0o750)).expect("chmod");
+    let mkfile = |path: &str| {
+        FileActionKind::Mkfile(FileActionMkFile {
+            path: path.into(),
+            mode: 0o644,
+            data: b"x".to_vec(),
+            owner: None,
+            timestamp: -1,
+        })
+    };
+    // Action 0 is output 0 and the base of action 1, so action 1 works on a copy.
+    let actions = [
+        action(-1, -1, 0, mkfile("/one")),
+        action(0, -1, 1, mkfile("/two")),
+    ];
+    let plan = plan_bases(&actions, 0).expect("plan");
+    assert_eq!(plan.bases[1], BasePlan::Fresh(BaseSource::CloneOf(0)));
+    let c = CancellationToken::new();
+    // A fresh action without a directory is refused before anything runs.
+    let err = run_file_actions_in(
+        &actions,
+        &plan,
+        &[],
+        &[Some(first.clone()), None],
+        &scratch,
+        &c,
+    )
+    .expect_err("missing dir");
+    assert!(
+        matches!(err, FileOpError::MissingDir { action: 1 }),
+        "{err}"
+    );
+    assert!(listing(&first).is_empty());
+    let err = run_file_actions_in(
+        &actions,
+        &plan,
+        &[work.path().to_path_buf()],
+        &[Some(first.clone()), Some(second.clone())],
+        &scratch,
+        &c,
+    )
+    .expect_err("other plan");
+    assert!(matches!(err, FileOpError::PlanMismatch { .. }), "{err}");
+
+    let dirs = [Some(first.clone()), Some(second.clone())];
+    run_file_actions_in(&actions, &plan, &[], &dirs, &scratch, &c).expect("run");
+    assert_eq!(listing(&first), vec!["one f 644 x".to_owned()]);
+    assert_eq!(
+        listing(&second),
+        vec!["one f 644 x".to_owned(), "two f 644 x".to_owned()]
+    );
+    assert_eq!(
+        std::fs::metadata(&second).expect("stat").mode() & 0o7777,
+        0o750,
+        "root metadata copied"
+    );
+}
+
 mod in_engine {
     //! A FileOp vertex solved by the engine on directory results, cold and cached.
 

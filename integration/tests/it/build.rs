@@ -1,0 +1,308 @@
+//! `cairn build` end to end: the real binary, a Dockerfile `FROM busybox` pulled from a
+//! real registry (as the Docker Hub mirror), `RUN` in a real container, `COPY` and
+//! `COPY --link` from the context, exported as archives other tools read or pushed.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cairn_integration::cli::{cairn, run_ok};
+use cairn_integration::tools::{Skip, require_tool};
+use cairn_integration::{TestImage, TestRegistry, busybox_image, push_image, skip_unless};
+use serde_json::Value;
+
+/// A registry serving busybox as `docker.io/library/busybox`, a state root whose
+/// `cairn.toml` points Docker Hub at it, and a context directory.
+struct Setup {
+    reg: TestRegistry,
+    busybox: TestImage,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn context(&self) -> PathBuf {
+        self.dir.path().join("ctx")
+    }
+
+    fn out(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.context().join(rel);
+        fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        fs::write(p, text).expect("write");
+    }
+
+    fn build(&self, extra: &[&str]) -> Command {
+        let mut c = cairn(&self.root());
+        c.arg("build").arg("--progress").arg("plain");
+        c.args(extra);
+        c.arg(self.context());
+        c
+    }
+
+    fn base_layer_downloads(&self) -> usize {
+        self.reg
+            .blob_downloads(self.busybox.layers[0].blob.digest())
+    }
+}
+
+async fn setup() -> Result<Setup, Skip> {
+    let reg = TestRegistry::start()?;
+    let busybox = busybox_image()?;
+    push_image(&reg, &busybox, "library/busybox:latest").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Setup { reg, busybox, dir };
+    fs::create_dir_all(s.root()).expect("root");
+    s.reg
+        .write_cairn_toml(&s.root().join("cairn.toml"))
+        .expect("cairn.toml");
+    fs::create_dir_all(s.context()).expect("ctx");
+    Ok(s)
+}
+
+fn json_of(cmd: &mut Command) -> Value {
+    let out = run_ok(cmd);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
+}
+
+/// Unpacks an OCI archive with skopeo + umoci and returns the rootfs.
+fn unpack(archive: &Path, work: &Path) -> Result<PathBuf, Skip> {
+    let skopeo = require_tool("skopeo", "skopeo")?;
+    let umoci = require_tool("umoci", "umoci")?;
+    let layout = work.join("layout");
+    run_ok(
+        Command::new(&skopeo)
+            .arg("copy")
+            .arg(format!("oci-archive:{}", archive.display()))
+            .arg(format!("oci:{}:t", layout.display())),
+    );
+    let bundle = work.join("bundle");
+    run_ok(
+        Command::new(&umoci)
+            .arg("unpack")
+            .arg("--image")
+            .arg(format!("{}:t", layout.display()))
+            .arg(&bundle),
+    );
+    Ok(bundle.join("rootfs"))
+}
+
+const APP: &str = "\
+FROM busybox
+RUN echo built-by-run > /ran && mkdir -p /app
+COPY hello.txt /app/hello.txt
+COPY --link data/ /data/
+ENV GREETING=hi
+CMD [\"cat\", \"/app/hello.txt\"]
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dockerfile_build_exports_an_oci_archive_that_skopeo_and_umoci_read() {
+    let s = skip_unless!(setup().await);
+    s.write("Dockerfile", APP);
+    s.write("hello.txt", "hello from the context\n");
+    s.write("data/a.txt", "a\n");
+    s.write("data/sub/b.txt", "b\n");
+    let archive = s.out("image.tar");
+    let out = run_ok(&mut s.build(&[
+        "-t",
+        "example.com/app:1",
+        "-o",
+        &format!("type=oci,dest={}", archive.display()),
+    ]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("RUN echo built-by-run"), "{stderr}");
+
+    let skopeo = skip_unless!(require_tool("skopeo", "skopeo"));
+    let inspect = json_of(
+        Command::new(&skopeo)
+            .arg("inspect")
+            .arg(format!("oci-archive:{}", archive.display())),
+    );
+    let layers = inspect["Layers"].as_array().expect("layers");
+    assert_eq!(
+        layers.len(),
+        4,
+        "busybox + RUN + COPY + COPY --link: {inspect}"
+    );
+    assert_eq!(
+        layers[0].as_str(),
+        Some(s.busybox.layers[0].blob.digest().as_str()),
+        "the base layer is exported as pulled"
+    );
+    let env: Vec<&str> = inspect["Env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(env.contains(&"GREETING=hi"), "{env:?}");
+
+    let work = tempfile::tempdir().expect("tempdir");
+    let rootfs = skip_unless!(unpack(&archive, work.path()));
+    assert_eq!(
+        fs::read_to_string(rootfs.join("ran")).unwrap(),
+        "built-by-run\n"
+    );
+    assert_eq!(
+        fs::read_to_string(rootfs.join("app/hello.txt")).unwrap(),
+        "hello from the context\n"
+    );
+    assert_eq!(
+        fs::read_to_string(rootfs.join("data/sub/b.txt")).unwrap(),
+        "b\n"
+    );
+    assert!(
+        rootfs.join("bin/busybox").exists(),
+        "the base image is there"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_rebuilds_from_the_cache_and_downloads_nothing() {
+    let s = skip_unless!(setup().await);
+    s.write("Dockerfile", APP);
+    s.write("hello.txt", "hello\n");
+    s.write("data/a.txt", "a\n");
+    let first = s.out("first.tar");
+    run_ok(&mut s.build(&["-o", &format!("type=oci,dest={}", first.display())]));
+    assert_eq!(
+        s.base_layer_downloads(),
+        1,
+        "RUN needed the base layer once"
+    );
+
+    let second = s.out("second.tar");
+    let out = run_ok(&mut s.build(&["-o", &format!("type=oci,dest={}", second.display())]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_nothing_ran(&stderr);
+    assert!(!stderr.contains("pulling"), "{stderr}");
+    assert_eq!(s.base_layer_downloads(), 1, "nothing downloaded again");
+
+    // A change elsewhere in the context leaves the COPY of hello.txt cached.
+    s.write("unrelated.txt", "new\n");
+    let out = run_ok(&mut s.build(&[]));
+    assert_nothing_ran(&String::from_utf8_lossy(&out.stderr));
+}
+
+/// A hit at the output computes nothing below it: no RUN or COPY runs (those shown are
+/// cached), and the sources only resolve.
+fn assert_nothing_ran(stderr: &str) {
+    for block in stderr.split("\n\n") {
+        if block.contains("] RUN ") || block.contains("] COPY ") || block.contains("LINK COPY") {
+            assert!(block.contains("CACHED"), "{block}\n---\n{stderr}");
+        }
+    }
+    assert!(stderr.contains("CACHED"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_and_copy_link_push_downloads_no_base_layer() {
+    let s = skip_unless!(setup().await);
+    s.write("Dockerfile", "FROM busybox\nCOPY --link app.txt /app.txt\n");
+    s.write("app.txt", "app\n");
+    let target = format!("{}/test/linked:1", s.reg.host());
+    let meta_file = s.out("meta.json");
+    run_ok(&mut s.build(&[
+        "-o",
+        &format!("type=image,name={target},push=true"),
+        "--metadata-file",
+        &meta_file.display().to_string(),
+    ]));
+    assert_eq!(
+        s.base_layer_downloads(),
+        0,
+        "the base layer was never downloaded"
+    );
+    let meta: Value = serde_json::from_slice(&fs::read(&meta_file).unwrap()).unwrap();
+    let digest = meta["containerimage.digest"]
+        .as_str()
+        .expect("digest")
+        .to_owned();
+
+    let skopeo = skip_unless!(require_tool("skopeo", "skopeo"));
+    let inspect = json_of(
+        Command::new(&skopeo)
+            .arg("inspect")
+            .arg("--tls-verify=false")
+            .arg(format!("docker://{target}")),
+    );
+    assert_eq!(inspect["Digest"].as_str(), Some(digest.as_str()));
+    let layers = inspect["Layers"].as_array().expect("layers");
+    assert_eq!(layers.len(), 2, "{inspect}");
+    assert_eq!(
+        layers[0].as_str(),
+        Some(s.busybox.layers[0].blob.digest().as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_run_names_the_step_shows_its_output_and_exits_1() {
+    let s = skip_unless!(setup().await);
+    s.write(
+        "Dockerfile",
+        "FROM busybox\nRUN echo about to fail && exit 3\n",
+    );
+    let out = s.build(&[]).output().expect("cairn runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("[2/2] RUN echo about to fail && exit 3"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("about to fail"),
+        "the output is shown: {stderr}"
+    );
+    assert!(stderr.contains("exit code: 3"), "{stderr}");
+    assert!(
+        stderr.contains("Dockerfile:2"),
+        "the line is shown: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_date_epoch_makes_two_fresh_builds_identical() {
+    let s = skip_unless!(setup().await);
+    s.write(
+        "Dockerfile",
+        "FROM busybox\nRUN echo x > /x\nCOPY a.txt /a.txt\n",
+    );
+    s.write("a.txt", "a\n");
+    let mut digests = Vec::new();
+    for i in 0..2 {
+        // Separate state roots: nothing is shared but the inputs.
+        let root = s.out(&format!("root{i}"));
+        fs::create_dir_all(&root).unwrap();
+        s.reg.write_cairn_toml(&root.join("cairn.toml")).unwrap();
+        let archive = s.out(&format!("epoch{i}.tar"));
+        let meta = s.out(&format!("meta{i}.json"));
+        run_ok(
+            cairn(&root)
+                .env("SOURCE_DATE_EPOCH", "1700000000")
+                .arg("build")
+                .arg("--progress=plain")
+                .arg("-o")
+                .arg(format!("type=oci,dest={}", archive.display()))
+                .arg("--metadata-file")
+                .arg(&meta)
+                .arg(s.context()),
+        );
+        let m: Value = serde_json::from_slice(&fs::read(&meta).unwrap()).unwrap();
+        digests.push(m["containerimage.digest"].as_str().unwrap().to_owned());
+        // Files written by RUN get new times on every run; the epoch clamps them.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    assert_eq!(digests[0], digests[1]);
+    assert_eq!(
+        fs::read(s.out("epoch0.tar")).unwrap(),
+        fs::read(s.out("epoch1.tar")).unwrap(),
+        "byte-identical archives"
+    );
+}

@@ -1,0 +1,328 @@
+//! `local://NAME` sources: a host directory (the build context) brought into the cache.
+//!
+//! The vertex is keyed by a fingerprint of what would be copied (names, types, modes,
+//! sizes, modification times, link targets of every included file), so an unchanged
+//! context costs one stat walk and no copy, in this process or the next. Include and
+//! exclude patterns have `.dockerignore` semantics; an excluded directory without `!`
+//! exceptions is not even entered. Files land owned by root, as `docker build` makes them.
+
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cairn_llb::Digest;
+use cairn_llb::definition::LoadedOp;
+use cairn_llb::pb::OpKind;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use sha2::{Digest as _, Sha256};
+
+use super::Inner;
+use super::mount::Mounted;
+use super::result::result;
+use crate::error::OpError;
+use crate::op::{CacheMap, ExecCtx, Op, OpCtx};
+use crate::ops::file::pattern::PatternMatcher;
+use crate::result::ResultRef;
+
+pub(crate) struct LocalSourceOp {
+    inner: Arc<Inner>,
+    name: String,
+    dir: PathBuf,
+    filter: Arc<Filter>,
+}
+
+/// Which paths of the directory take part.
+#[derive(Debug)]
+struct Filter {
+    include: Option<PatternMatcher>,
+    exclude: Option<PatternMatcher>,
+    /// The patterns as given, part of the key.
+    spec: String,
+}
+
+impl Filter {
+    fn includes(&self, rel: &str) -> bool {
+        self.include
+            .as_ref()
+            .is_none_or(|m| m.matches_or_parent(rel))
+    }
+
+    fn excludes(&self, rel: &str) -> bool {
+        self.exclude
+            .as_ref()
+            .is_some_and(|m| m.matches_or_parent(rel))
+    }
+
+    /// Whether a directory must be entered even though it is excluded (a `!` pattern may
+    /// bring something under it back) or not itself included (an include pattern may
+    /// name something below it).
+    fn may_hold_matches(&self) -> bool {
+        self.exclude
+            .as_ref()
+            .is_some_and(PatternMatcher::has_exclusions)
+            || self.include.is_some()
+    }
+}
+
+fn pattern_list(
+    op: &LoadedOp,
+    attrs: &std::collections::BTreeMap<String, String>,
+    key: &str,
+) -> Result<Option<PatternMatcher>, OpError> {
+    let Some(raw) = attrs.get(key) else {
+        return Ok(None);
+    };
+    let list: Vec<String> = serde_json::from_str(raw).map_err(|e| {
+        OpError::failed(format!(
+            "local source {}: {key} is not a JSON list of strings: {e}",
+            op.digest()
+        ))
+    })?;
+    if list.is_empty() {
+        return Ok(None);
+    }
+    PatternMatcher::new(&list)
+        .map(Some)
+        .map_err(|e| OpError::failed(format!("local source {}: {key}: {e}", op.digest())))
+}
+
+impl LocalSourceOp {
+    pub(crate) fn new(
+        inner: Arc<Inner>,
+        op: &LoadedOp,
+        name: &str,
+        dir: &Path,
+    ) -> Result<LocalSourceOp, OpError> {
+        let Some(OpKind::Source(src)) = &op.op().op else {
+            return Err(OpError::failed("local source op is not a source"));
+        };
+        let include = pattern_list(op, &src.attrs, "local.includepattern")?;
+        let exclude = pattern_list(op, &src.attrs, "local.excludepatterns")?;
+        let spec = format!(
+            "include={:?} exclude={:?}",
+            src.attrs.get("local.includepattern"),
+            src.attrs.get("local.excludepatterns")
+        );
+        let meta = std::fs::metadata(dir).map_err(|e| {
+            OpError::failed(format!("local source {name:?}: {}: {e}", dir.display()))
+        })?;
+        if !meta.is_dir() {
+            return Err(OpError::failed(format!(
+                "local source {name:?}: {} is not a directory",
+                dir.display()
+            )));
+        }
+        Ok(LocalSourceOp {
+            inner,
+            name: name.to_owned(),
+            dir: dir.to_path_buf(),
+            filter: Arc::new(Filter {
+                include,
+                exclude,
+                spec,
+            }),
+        })
+    }
+}
+
+/// One entry that takes part: its path relative to the root and its metadata.
+struct Entry {
+    rel: String,
+    path: PathBuf,
+    meta: std::fs::Metadata,
+}
+
+/// Every included entry under `root`, parents before children, sorted by name.
+fn walk(root: &Path, filter: &Filter) -> Result<Vec<Entry>, OpError> {
+    let mut out = Vec::new();
+    let deep = filter.may_hold_matches();
+    let mut it = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+        .min_depth(1)
+        .into_iter();
+    while let Some(e) = it.next() {
+        let e = e.map_err(|e| OpError::failed(format!("reading {}: {e}", root.display())))?;
+        let rel = e
+            .path()
+            .strip_prefix(root)
+            .unwrap_or(e.path())
+            .to_string_lossy()
+            .into_owned();
+        let meta = e
+            .metadata()
+            .map_err(|err| OpError::failed(format!("stat {}: {err}", e.path().display())))?;
+        let taken = filter.includes(&rel) && !filter.excludes(&rel);
+        if meta.is_dir() && !taken && !deep {
+            it.skip_current_dir();
+            continue;
+        }
+        let ft = meta.file_type();
+        if taken && (ft.is_dir() || ft.is_file() || ft.is_symlink()) {
+            out.push(Entry {
+                rel,
+                path: e.path().to_path_buf(),
+                meta,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn fingerprint(name: &str, root: &Path, filter: &Filter) -> Result<Digest, OpError> {
+    let mut h = Sha256::new();
+    let mut field = |b: &[u8]| {
+        h.update((b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    field(b"cairn local source v1");
+    field(name.as_bytes());
+    field(filter.spec.as_bytes());
+    for e in walk(root, filter)? {
+        let m = &e.meta;
+        field(e.rel.as_bytes());
+        field(&m.mode().to_le_bytes());
+        field(&m.size().to_le_bytes());
+        field(&m.mtime().to_le_bytes());
+        field(&m.mtime_nsec().to_le_bytes());
+        // A file replaced by another of equal size and time still changes inode/ctime.
+        field(&m.ino().to_le_bytes());
+        field(&m.ctime().to_le_bytes());
+        field(&m.ctime_nsec().to_le_bytes());
+        if m.file_type().is_symlink() {
+            let t = std::fs::read_link(&e.path)
+                .map_err(|err| OpError::failed(format!("readlink {}: {err}", e.path.display())))?;
+            field(t.as_os_str().as_encoded_bytes());
+        }
+    }
+    Ok(Digest::from_sha256(h.finalize().into()))
+}
+
+/// Copies the included entries into `dest` (an empty snapshot), owned by root, with
+/// modes and modification times kept.
+fn copy_into(
+    root: &Path,
+    filter: &Filter,
+    dest: &Path,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<(), OpError> {
+    use std::os::unix::fs::{PermissionsExt as _, symlink};
+    let err = |what: &str, p: &Path, e: std::io::Error| {
+        OpError::failed(format!("{what} {}: {e}", p.display()))
+    };
+    let mut dirs = Vec::new();
+    for e in walk(root, filter)? {
+        if cancel.is_cancelled() {
+            return Err(OpError::Cancelled);
+        }
+        let target = dest.join(&e.rel);
+        if let Some(parent) = target.parent()
+            && !parent.exists()
+        {
+            std::fs::create_dir_all(parent).map_err(|x| err("mkdir", parent, x))?;
+        }
+        let ft = e.meta.file_type();
+        if ft.is_dir() {
+            match std::fs::create_dir(&target) {
+                Ok(()) => {}
+                Err(x) if x.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(x) => return Err(err("mkdir", &target, x)),
+            }
+            dirs.push((target, e.meta));
+            continue;
+        }
+        if ft.is_symlink() {
+            let t = std::fs::read_link(&e.path).map_err(|x| err("readlink", &e.path, x))?;
+            symlink(&t, &target).map_err(|x| err("symlink", &target, x))?;
+        } else {
+            std::fs::copy(&e.path, &target).map_err(|x| err("copy", &e.path, x))?;
+            std::fs::set_permissions(
+                &target,
+                std::fs::Permissions::from_mode(e.meta.mode() & 0o7777),
+            )
+            .map_err(|x| err("chmod", &target, x))?;
+        }
+        finish(&target, &e.meta).map_err(|x| err("set owner/times of", &target, x))?;
+    }
+    // Directories last, deepest first: writing their entries changed their times.
+    for (d, meta) in dirs.iter().rev() {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+            .map_err(|x| err("chmod", d, x))?;
+        finish(d, meta).map_err(|x| err("set owner/times of", d, x))?;
+    }
+    Ok(())
+}
+
+fn finish(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
+    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, chownat, utimensat};
+    chownat(
+        CWD,
+        path,
+        Some(rustix::fs::Uid::ROOT),
+        Some(rustix::fs::Gid::ROOT),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?;
+    let t = Timespec {
+        tv_sec: meta.mtime(),
+        tv_nsec: meta.mtime_nsec() as _,
+    };
+    utimensat(
+        CWD,
+        path,
+        &Timestamps {
+            last_access: t,
+            last_modification: t,
+        },
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?;
+    Ok(())
+}
+
+impl Op for LocalSourceOp {
+    fn cache_map<'a>(&'a self, _ctx: &'a OpCtx) -> BoxFuture<'a, Result<CacheMap, OpError>> {
+        async move {
+            let (name, dir, filter) = (
+                self.name.clone(),
+                self.dir.clone(),
+                Arc::clone(&self.filter),
+            );
+            let digest = tokio::task::spawn_blocking(move || fingerprint(&name, &dir, &filter))
+                .await
+                .map_err(|e| OpError::failed(format!("context walk failed: {e}")))??;
+            Ok(CacheMap {
+                digest: Some(digest),
+                ..CacheMap::default()
+            })
+        }
+        .boxed()
+    }
+
+    fn exec<'a>(
+        &'a self,
+        ctx: &'a ExecCtx,
+        _inputs: Vec<ResultRef>,
+    ) -> BoxFuture<'a, Result<Vec<ResultRef>, OpError>> {
+        async move {
+            let cache = &self.inner.cache;
+            let m = cache
+                .new_mutable(None, &Default::default(), &ctx.name)
+                .await
+                .map_err(OpError::from)?;
+            let mounted = Mounted::new(&self.inner.mount_root, "local", m.mounts())?;
+            let (dir, filter, dest, cancel) = (
+                self.dir.clone(),
+                Arc::clone(&self.filter),
+                mounted.path().to_path_buf(),
+                ctx.cancel.clone(),
+            );
+            tokio::task::spawn_blocking(move || copy_into(&dir, &filter, &dest, &cancel))
+                .await
+                .map_err(|e| OpError::failed(format!("context copy failed: {e}")))??;
+            mounted.unmount()?;
+            let r = m.commit().await.map_err(OpError::from)?;
+            Ok(vec![result(Some(r))])
+        }
+        .boxed()
+    }
+}
