@@ -33,7 +33,8 @@ fn main() -> ExitCode {
         let result = cairn::cli::run(cli, cancel.clone()).await;
         outcome(result, cancel.is_cancelled(), &mut std::io::stderr())
     });
-    // Blocking work abandoned after an interrupt must not hold the exit.
-    runtime.shutdown_background();
+    // Dropping the runtime's tasks runs their clean-up (unmounts, container kills), so
+    // wait for that; blocking work abandoned after an interrupt holds the exit only so long.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(10));
     exit.into()
 }

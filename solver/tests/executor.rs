@@ -666,7 +666,7 @@ async fn a_token_cancelled_before_start_runs_nothing() {
 }
 
 #[tokio::test]
-async fn new_privileges_follow_buildkit_unless_configured() {
+async fn no_new_privileges_by_default_unless_configured_off() {
     if !real_parts() {
         return;
     }
@@ -675,7 +675,7 @@ async fn new_privileges_follow_buildkit_unless_configured() {
     let script = "grep NoNewPrivs /proc/self/status; grep CapBnd /proc/self/status";
     let o = run(&sb, req(&rootfs, sh(script))).await;
     ok(&o);
-    assert!(o.stdout.contains("NoNewPrivs:\t0"), "{}", o.stdout);
+    assert!(o.stdout.contains("NoNewPrivs:\t1"), "{}", o.stdout);
     // The 14 default capabilities, Docker's well-known bounding set.
     assert!(
         o.stdout.contains("CapBnd:\t00000000a80425fb"),
@@ -685,7 +685,7 @@ async fn new_privileges_follow_buildkit_unless_configured() {
 
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = RuncConfig::new(dir.path().join("state"));
-    cfg.no_new_privileges = true;
+    cfg.no_new_privileges = false;
     let strict = RuncExecutor::new(cfg).await.unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let res = strict
@@ -700,6 +700,6 @@ async fn new_privileges_follow_buildkit_unless_configured() {
     while let Ok((_, b)) = rx.try_recv() {
         out.extend(b);
     }
-    assert!(String::from_utf8_lossy(&out).contains("NoNewPrivs:\t1"));
+    assert!(String::from_utf8_lossy(&out).contains("NoNewPrivs:\t0"));
     sb.assert_clean();
 }

@@ -13,32 +13,32 @@ use serde_json::Value;
 
 /// A registry serving busybox as `docker.io/library/busybox`, a state root whose
 /// `cairn.toml` points Docker Hub at it, and a context directory.
-struct Setup {
-    reg: TestRegistry,
-    busybox: TestImage,
-    dir: tempfile::TempDir,
+pub(crate) struct Setup {
+    pub(crate) reg: TestRegistry,
+    pub(crate) busybox: TestImage,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Setup {
-    fn root(&self) -> PathBuf {
+    pub(crate) fn root(&self) -> PathBuf {
         self.dir.path().join("state")
     }
 
-    fn context(&self) -> PathBuf {
+    pub(crate) fn context(&self) -> PathBuf {
         self.dir.path().join("ctx")
     }
 
-    fn out(&self, name: &str) -> PathBuf {
+    pub(crate) fn out(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
-    fn write(&self, rel: &str, text: &str) {
+    pub(crate) fn write(&self, rel: &str, text: &str) {
         let p = self.context().join(rel);
         fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
         fs::write(p, text).expect("write");
     }
 
-    fn build(&self, extra: &[&str]) -> Command {
+    pub(crate) fn build(&self, extra: &[&str]) -> Command {
         let mut c = cairn(&self.root());
         c.arg("build").arg("--progress").arg("plain");
         c.args(extra);
@@ -52,7 +52,7 @@ impl Setup {
     }
 }
 
-async fn setup() -> Result<Setup, Skip> {
+pub(crate) async fn setup() -> Result<Setup, Skip> {
     let reg = TestRegistry::start()?;
     let busybox = busybox_image()?;
     push_image(&reg, &busybox, "library/busybox:latest").await;
@@ -72,7 +72,7 @@ fn json_of(cmd: &mut Command) -> Value {
 }
 
 /// Unpacks an OCI archive with skopeo + umoci and returns the rootfs.
-fn unpack(archive: &Path, work: &Path) -> Result<PathBuf, Skip> {
+pub(crate) fn unpack(archive: &Path, work: &Path) -> Result<PathBuf, Skip> {
     let skopeo = require_tool("skopeo", "skopeo")?;
     let umoci = require_tool("umoci", "umoci")?;
     let layout = work.join("layout");

@@ -54,7 +54,9 @@ pub struct RuncConfig {
     pub state_dir: PathBuf,
     /// Containers get the cgroup `/<cgroup_parent>/<id>`.
     pub cgroup_parent: String,
-    /// BuildKit leaves this off (`WithNewPrivileges`) so `su` and `sudo` work in `RUN`.
+    /// On by default, as cairn's exec contract asks: a build step cannot gain privileges
+    /// through setuid binaries. BuildKit leaves it off (`WithNewPrivileges`) so `su` and
+    /// `sudo` work in `RUN`; turn it off for Dockerfiles that need that.
     pub no_new_privileges: bool,
     /// The host's resolver configuration the container's is derived from.
     pub host_resolv_conf: PathBuf,
@@ -68,7 +70,7 @@ impl RuncConfig {
             runtimes: vec!["runc".into(), "crun".into()],
             state_dir: state_dir.into(),
             cgroup_parent: "cairn".into(),
-            no_new_privileges: false,
+            no_new_privileges: true,
             host_resolv_conf: "/etc/resolv.conf".into(),
             tail_lines: 20,
         }

@@ -114,11 +114,12 @@ impl ExecOp {
             cwd: if m.cwd.is_empty() { "/".into() } else { m.cwd },
             user: m.user,
             hostname: (!m.hostname.is_empty()).then_some(m.hostname),
-            network: if self.exec.network == pb::NetMode::None as i32 {
-                NetMode::None
-            } else {
-                // No CNI here: BuildKit's "auto" network falls back to the host's too.
+            // The sandbox is loopback only unless the definition asks for the host's
+            // network (`RUN --network=host`).
+            network: if self.exec.network == pb::NetMode::Host as i32 {
                 NetMode::Host
+            } else {
+                NetMode::None
             },
             extra_hosts: m
                 .extra_hosts
