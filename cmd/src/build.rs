@@ -190,6 +190,7 @@ struct Job {
 /// Solves the job's graph and writes its outputs, with the progress display running.
 async fn solve_and_export(
     worker: &Worker,
+    settings: &Settings,
     job: Job,
     common: &CommonSolveFlags,
     cancel: CancellationToken,
@@ -249,8 +250,22 @@ async fn solve_and_export(
         .context("finishing the progress display")?;
     solved.map_err(|e| anyhow::Error::new(e).context("failed to solve"))?;
     exported?;
+    if let Some(digest) = metadata
+        .get("containerimage.digest")
+        .and_then(|d| d.as_str())
+    {
+        // The digest is the build's answer; stdout unless an output already uses it.
+        if outputs.iter().any(ExportSpec::writes_stdout) {
+            eprintln!("{digest}");
+        } else {
+            println!("{digest}");
+        }
+    }
     if let Some(path) = &common.metadata_file {
         write_json_atomically(path, &serde_json::Value::Object(metadata))?;
+    }
+    if let Err(e) = crate::du::apply_gc(worker, settings) {
+        eprintln!("WARNING: cleaning the cache after the build failed: {e:#}");
     }
     if outputs.is_empty() {
         eprintln!(
@@ -349,7 +364,7 @@ pub async fn build(
         meta,
         epoch,
     };
-    solve_and_export(&worker, job, &args.common, cancel).await
+    solve_and_export(&worker, &settings, job, &args.common, cancel).await
 }
 
 /// `cairn solve`: an LLB definition from a file or stdin (what `buildctl build` takes).
@@ -396,7 +411,7 @@ pub async fn solve(
         meta: ImageMeta::default(),
         epoch: source_date_epoch(&Default::default())?,
     };
-    solve_and_export(&worker, job, &args.common, cancel).await
+    solve_and_export(&worker, &settings, job, &args.common, cancel).await
 }
 
 fn converted_file(dockerfile: &Path) -> String {

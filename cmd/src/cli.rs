@@ -43,6 +43,10 @@ pub enum Command {
     Build(crate::args::BuildArgs),
     /// Solve an LLB definition from a file or stdin (like `buildctl build`).
     Solve(crate::args::SolveArgs),
+    /// Show what the build cache holds.
+    Du(crate::du::DuArgs),
+    /// Remove cached results no build is using.
+    Prune(crate::du::PruneArgs),
     /// Tools for looking inside builds.
     #[command(subcommand)]
     Debug(DebugCommand),
@@ -65,6 +69,15 @@ pub async fn run(cli: Cli, cancel: CancellationToken) -> anyhow::Result<()> {
     match cli.command {
         Command::Build(args) => crate::build::build(settings()?, args, cancel).await,
         Command::Solve(args) => crate::build::solve(settings()?, args, cancel).await,
+        Command::Du(args) => {
+            let s = settings()?;
+            crate::signal::blocking_until_cancelled(&cancel, move || crate::du::du(s, args)).await
+        }
+        Command::Prune(args) => {
+            let s = settings()?;
+            crate::signal::blocking_until_cancelled(&cancel, move || crate::du::prune(s, args))
+                .await
+        }
         Command::Debug(DebugCommand::DumpLlb(args)) => {
             crate::signal::blocking_until_cancelled(&cancel, move || crate::dump_llb::run(&args))
                 .await

@@ -13,6 +13,7 @@ pub mod args;
 pub mod build;
 pub mod cli;
 pub mod config;
+pub mod du;
 pub mod dump_llb;
 pub mod exit;
 pub mod log_writer;

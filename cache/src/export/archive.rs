@@ -338,6 +338,10 @@ where
             Ok(())
         }
         Dest::Path(path) => {
+            if let Some(file) = open_special(path)? {
+                write(Box::new(tokio::fs::File::from_std(file))).await?;
+                return Ok(());
+            }
             let dir = parent_dir(path);
             std::fs::create_dir_all(&dir).map_err(ExportError::io("creating", &dir))?;
             let tmp = tempfile::Builder::new()
@@ -357,6 +361,19 @@ where
             sync_dir(&dir);
             Ok(())
         }
+    }
+}
+
+/// A destination that is a device or a pipe (`/dev/null`, `/dev/stdout`, a FIFO) is
+/// written in place: renaming a temp file over it would replace the device.
+pub(crate) fn open_special(path: &Path) -> Result<Option<std::fs::File>, ExportError> {
+    match std::fs::metadata(path) {
+        Ok(m) if !m.is_file() && !m.is_dir() => std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map(Some)
+            .map_err(ExportError::io("opening", path)),
+        _ => Ok(None),
     }
 }
 

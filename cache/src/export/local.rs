@@ -245,6 +245,9 @@ pub async fn export_tar_to(
             })
         }
         Dest::Path(path) => {
+            if let Some(mut file) = super::archive::open_special(path)? {
+                return export_tar(&src, &mut file, source_date_epoch);
+            }
             let dir = parent_dir(path);
             std::fs::create_dir_all(&dir).map_err(ExportError::io("creating", &dir))?;
             let mut tmp = tempfile::Builder::new()

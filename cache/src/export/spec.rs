@@ -116,6 +116,18 @@ impl ExportSpec {
         }
     }
 
+    /// Whether this output writes to stdout (`dest=-`), which then carries nothing else.
+    pub fn writes_stdout(&self) -> bool {
+        match self {
+            ExportSpec::Tar { dest }
+            | ExportSpec::Oci { dest, .. }
+            | ExportSpec::Docker { dest, .. } => {
+                matches!(dest, Dest::Stdout)
+            }
+            ExportSpec::Local { .. } | ExportSpec::Image { .. } => false,
+        }
+    }
+
     /// The image names of an image-producing output (empty for `local`/`tar`).
     pub fn names(&self) -> &[String] {
         match self {

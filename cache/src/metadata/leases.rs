@@ -158,15 +158,25 @@ impl MetadataDb {
     /// (one transaction; reachability decided inside it). For size-bounded prunes, which
     /// stop as soon as the cache fits.
     pub fn prune_least_recently_used(&self) -> Result<Option<(Record, Removed)>, MetadataError> {
+        self.prune_least_recently_used_before(i64::MAX)
+    }
+
+    /// [`MetadataDb::prune_least_recently_used`], only among records last used before
+    /// `cutoff` (seconds since the epoch): `prune --filter until=24h`.
+    pub fn prune_least_recently_used_before(
+        &self,
+        cutoff: i64,
+    ) -> Result<Option<(Record, Removed)>, MetadataError> {
         self.write("pruning least recently used record", |tx| {
             let sql = format!(
                 "{LIVE} SELECT id FROM records r WHERE id NOT IN (SELECT id FROM live) \
+                 AND last_used_at < ?1 \
                  AND NOT EXISTS (SELECT 1 FROM records c WHERE c.parent = r.id) \
                  AND NOT EXISTS (SELECT 1 FROM record_parents p WHERE p.parent = r.id) \
                  ORDER BY last_used_at, rowid LIMIT 1"
             );
             let id: Option<String> =
-                rusqlite::OptionalExtension::optional(tx.query_row(&sql, [], |r| r.get(0)))?;
+                rusqlite::OptionalExtension::optional(tx.query_row(&sql, [cutoff], |r| r.get(0)))?;
             let Some(rid) = id.as_deref().and_then(RecordId::parse) else {
                 return Ok(None);
             };

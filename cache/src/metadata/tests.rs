@@ -309,3 +309,37 @@ fn prune_batches_delete_long_chains_children_first() {
     assert_eq!(total, 300);
     assert!(db.records().expect("records").is_empty());
 }
+
+#[test]
+fn a_version_1_database_gains_the_solver_keys_table_and_keeps_its_rows() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let digest = Digest::of_bytes(b"blob");
+    {
+        let c = rusqlite::Connection::open(root.path().join("metadata.db")).expect("create");
+        c.execute_batch(schema::MIGRATIONS[0]).expect("schema 1");
+        c.pragma_update(None, "user_version", 1).expect("version");
+        c.execute(
+            "INSERT INTO blob_sources (digest, source) VALUES (?1, 'r.example/app')",
+            [digest.as_str()],
+        )
+        .expect("row");
+    }
+    let db = MetadataDb::open(root.path()).expect("migrate");
+    assert_eq!(
+        db.schema_version().expect("version"),
+        schema::MIGRATIONS.len() as i64
+    );
+    assert_eq!(
+        db.blob_sources(&digest).expect("sources"),
+        vec!["r.example/app".to_owned()]
+    );
+    assert_eq!(db.solver_key("k").expect("lookup"), None);
+    db.put_solver_key("k", "canonical", &["r1".to_owned()])
+        .expect("put");
+    drop(db);
+    let db = MetadataDb::open(root.path()).expect("reopen");
+    assert_eq!(
+        db.solver_key("k").expect("lookup"),
+        Some(("canonical".to_owned(), vec!["r1".to_owned()]))
+    );
+}

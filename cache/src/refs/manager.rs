@@ -358,6 +358,24 @@ impl CacheManager {
         Ok(report)
     }
 
+    /// Removes records no lease keeps that were last used more than `age` ago (least
+    /// recently used first, children before parents): `cairn prune --filter until=AGE`.
+    pub fn prune_unused_for(&self, age: std::time::Duration) -> Result<PruneReport, CacheError> {
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(age)
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64);
+        let mut report = PruneReport::default();
+        while let Some((_, removed)) = self.inner.db.prune_least_recently_used_before(cutoff)? {
+            report.records += 1;
+            let freed = self.inner.remove_files(&removed)?;
+            report.snapshots += freed.snapshots;
+            report.blobs += freed.blobs;
+            report.bytes += freed.bytes;
+        }
+        Ok(report)
+    }
+
     /// Bytes on disk by kind, and how many records a prune could remove.
     pub fn disk_usage(&self) -> Result<DiskUsage, CacheError> {
         let inner = &self.inner;

@@ -793,3 +793,219 @@ async fn get_remote_reads_local_blobs_from_the_store() {
         "served locally"
     );
 }
+
+/// Commits a layer on `parent` with `files` (path → contents) written through its mount.
+async fn commit_files(
+    mgr: &CacheManager,
+    parent: Option<&ImmutableRef>,
+    files: &[(&str, &str)],
+) -> ImmutableRef {
+    let m = mgr
+        .new_mutable(parent, &DescHandlers::new(), "run")
+        .await
+        .expect("mutable");
+    let target = tempfile::tempdir().expect("tempdir");
+    let guard = m.mounts().mount_at(target.path()).expect("mount");
+    for (path, body) in files {
+        let p = target.path().join(path);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, body).expect("write");
+    }
+    guard.unmount().expect("unmount");
+    m.commit().await.expect("commit")
+}
+
+/// The regular files of a gzip layer blob in the content store (path → contents), after
+/// checking that its diff id is the digest of the tar inside.
+fn blob_files(mgr: &CacheManager, blob: &LayerBlob) -> BTreeMap<String, String> {
+    assert_eq!(blob.descriptor.media_type, media_types::OCI_LAYER_GZIP);
+    let gz = mgr
+        .content()
+        .read(&blob.descriptor.digest)
+        .expect("blob stored");
+    assert_eq!(Digest::of_bytes(&gz), blob.descriptor.digest);
+    assert_eq!(gz.len() as u64, blob.descriptor.size);
+    let mut tar = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut tar)
+        .expect("valid gzip");
+    assert_eq!(
+        Digest::of_bytes(&tar),
+        blob.diff_id,
+        "diff id is the tar's digest"
+    );
+    let mut files = BTreeMap::new();
+    for entry in tar::Archive::new(&tar[..]).entries().expect("valid tar") {
+        let mut entry = entry.expect("entry");
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let path = entry.path().expect("path").to_string_lossy().into_owned();
+        let mut body = String::new();
+        entry.read_to_string(&mut body).expect("read");
+        files.insert(path, body);
+    }
+    files
+}
+
+fn files(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(p, b)| ((*p).to_owned(), (*b).to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ensure_blobs_computes_a_committed_layer_once() {
+    let f = fixture();
+    let r = commit_files(&f.mgr, None, &[("etc/hello", "world")]).await;
+    assert!(r.record().blob.is_none(), "commit makes no blob");
+    assert!(matches!(
+        r.get_remote(&DescHandlers::new()),
+        Err(CacheError::Unsupported { .. })
+    ));
+
+    let chain = r
+        .ensure_blobs(&cairn_snapshot::LayerWriteOptions::default())
+        .await
+        .expect("ensure blobs");
+    assert_eq!(chain.len(), 1);
+    assert_eq!(&chain[0].id, r.id());
+    let blob = chain[0].blob.clone().expect("blob");
+    assert_eq!(blob_files(&f.mgr, &blob), files(&[("etc/hello", "world")]));
+    assert_eq!(
+        chain[0].chain_id.as_ref(),
+        Some(&blob.diff_id),
+        "a base layer's own"
+    );
+    assert_eq!(chain[0].blob_chain_id, Some(blob_chain_id(None, &blob)));
+    let stored = f
+        .mgr
+        .metadata()
+        .record(r.id())
+        .expect("read")
+        .expect("some");
+    assert_eq!(stored.blob.as_ref(), Some(&blob));
+
+    // The same ref (made before the blob existed) now describes it.
+    let remote = r.get_remote(&DescHandlers::new()).expect("remote");
+    assert_eq!(remote.descriptors.len(), 1);
+    assert_eq!(remote.descriptors[0].digest, blob.descriptor.digest);
+    assert_eq!(
+        remote.descriptors[0]
+            .annotations
+            .get(UNCOMPRESSED_ANNOTATION),
+        Some(&blob.diff_id.to_string())
+    );
+
+    // Nothing new: asked for zstd this time, the gzip blob stays and no blob is added.
+    let blobs_before = f.mgr.content().list().expect("list");
+    let again = r
+        .ensure_blobs(&cairn_snapshot::LayerWriteOptions {
+            compression: cairn_snapshot::Compression::Zstd,
+            ..Default::default()
+        })
+        .await
+        .expect("second call");
+    assert_eq!(again, chain);
+    assert_eq!(f.mgr.content().list().expect("list"), blobs_before);
+
+    // Concurrent callers agree on one blob.
+    let r2 = commit_files(&f.mgr, None, &[("x", "y")]).await;
+    let opts = cairn_snapshot::LayerWriteOptions::default();
+    let (a, b) = tokio::join!(r2.ensure_blobs(&opts), r2.ensure_blobs(&opts));
+    assert_eq!(a.expect("a"), b.expect("b"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ensure_blobs_gives_a_stack_of_committed_layers_its_chain_ids() {
+    let f = fixture();
+    let lower = commit_files(&f.mgr, None, &[("a", "1"), ("keep", "k")]).await;
+    let upper = commit_files(&f.mgr, Some(&lower), &[("b", "2")]).await;
+    let chain = upper
+        .ensure_blobs(&cairn_snapshot::LayerWriteOptions::default())
+        .await
+        .expect("ensure blobs");
+    assert_eq!(
+        chain.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        vec![lower.id().clone(), upper.id().clone()]
+    );
+    let (b0, b1) = (
+        chain[0].blob.clone().expect("blob"),
+        chain[1].blob.clone().expect("blob"),
+    );
+    assert_eq!(blob_files(&f.mgr, &b0), files(&[("a", "1"), ("keep", "k")]));
+    assert_eq!(
+        blob_files(&f.mgr, &b1),
+        files(&[("b", "2")]),
+        "only what the upper layer changed"
+    );
+    let c0 = chain_id(None, &b0.diff_id);
+    assert_eq!(chain[0].chain_id.as_ref(), Some(&c0));
+    assert_eq!(
+        chain[1].chain_id,
+        Some(chain_id(Some(&c0), &b1.diff_id)),
+        "chain_id(parent's, diff id)"
+    );
+    let bc0 = blob_chain_id(None, &b0);
+    assert_eq!(chain[0].blob_chain_id.as_ref(), Some(&bc0));
+    assert_eq!(chain[1].blob_chain_id, Some(blob_chain_id(Some(&bc0), &b1)));
+    // The lower layer's own ref sees the blob computed through the upper one.
+    let remote = lower.get_remote(&DescHandlers::new()).expect("remote");
+    assert_eq!(remote.descriptors[0].digest, b0.descriptor.digest);
+    assert_eq!(
+        upper
+            .get_remote(&DescHandlers::new())
+            .expect("remote")
+            .descriptors
+            .len(),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ensure_blobs_keeps_each_layers_own_chain_ids_across_a_merge() {
+    let f = fixture();
+    let a = commit_files(&f.mgr, None, &[("a", "1")]).await;
+    let b = commit_files(&f.mgr, None, &[("b", "2")]).await;
+    let m = f.mgr.merge(&[a.clone(), b.clone()], "a+b").expect("merge");
+    let top = commit_files(&f.mgr, Some(&m), &[("t", "3")]).await;
+    let chain = top
+        .ensure_blobs(&cairn_snapshot::LayerWriteOptions::default())
+        .await
+        .expect("ensure blobs");
+    assert_eq!(
+        chain.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        vec![a.id().clone(), b.id().clone(), top.id().clone()]
+    );
+    let blobs: Vec<LayerBlob> = chain
+        .iter()
+        .map(|r| r.blob.clone().expect("blob"))
+        .collect();
+    assert_eq!(
+        blob_files(&f.mgr, &blobs[2]),
+        files(&[("t", "3")]),
+        "a layer on a merge is diffed against the merge"
+    );
+    // `b` is a base layer of its own: being merged above `a` does not change its record.
+    assert_eq!(chain[1].chain_id.as_ref(), Some(&blobs[1].diff_id));
+    assert_eq!(chain[1].blob_chain_id, Some(blob_chain_id(None, &blobs[1])));
+    // The layer on the merge sits on the merged stack.
+    let merged = chain_id(Some(&blobs[0].diff_id), &blobs[1].diff_id);
+    assert_eq!(
+        chain[2].chain_id,
+        Some(chain_id(Some(&merged), &blobs[2].diff_id))
+    );
+    let merged_blobs = blob_chain_id(Some(&blob_chain_id(None, &blobs[0])), &blobs[1]);
+    assert_eq!(
+        chain[2].blob_chain_id,
+        Some(blob_chain_id(Some(&merged_blobs), &blobs[2]))
+    );
+    assert_eq!(
+        m.get_remote(&DescHandlers::new())
+            .expect("remote")
+            .descriptors
+            .len(),
+        2
+    );
+}

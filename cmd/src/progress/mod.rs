@@ -3,7 +3,7 @@
 //! channel to a renderer; the command then calls [`Renderer::finish`] with the
 //! [`Outcome`], which prints the failure block and summary line.
 
-mod format;
+pub(crate) mod format;
 pub mod model;
 pub mod plain;
 pub mod quiet;

@@ -306,3 +306,74 @@ async fn source_date_epoch_makes_two_fresh_builds_identical() {
         "byte-identical archives"
     );
 }
+
+fn tree_bytes(dir: &Path) -> u64 {
+    let out = Command::new("du")
+        .arg("-sb")
+        .arg(dir)
+        .output()
+        .expect("du runs");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn du_and_prune_report_and_free_the_cache() {
+    let s = skip_unless!(setup().await);
+    s.write(
+        "Dockerfile",
+        "FROM busybox\nRUN head -c 3000000 /dev/urandom > /big\nCOPY a.txt /a\n",
+    );
+    s.write("a.txt", "a\n");
+    let digest =
+        String::from_utf8(run_ok(&mut s.build(&["-o", "type=oci,dest=/dev/null"])).stdout).unwrap();
+    assert!(
+        digest.trim().starts_with("sha256:"),
+        "build prints the digest: {digest:?}"
+    );
+    use std::os::unix::fs::FileTypeExt as _;
+    assert!(
+        fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device(),
+        "an export to a device writes into it, never renames over it"
+    );
+
+    let du = String::from_utf8(run_ok(cairn(&s.root()).arg("du")).stdout).unwrap();
+    assert!(du.contains("RUN head -c 3000000"), "{du}");
+    assert!(du.contains("lazy") || du.contains("local"), "{du}");
+    assert!(du.contains("Reclaimable:"), "{du}");
+
+    // Recent records survive an age filter.
+    let kept =
+        String::from_utf8(run_ok(cairn(&s.root()).args(["prune", "--filter", "until=24h"])).stdout)
+            .unwrap();
+    assert!(kept.starts_with("Removed 0 records"), "{kept}");
+
+    let before = tree_bytes(&s.root().join("snapshots"));
+    let pruned =
+        String::from_utf8(run_ok(cairn(&s.root()).args(["prune", "--all"])).stdout).unwrap();
+    let after = tree_bytes(&s.root().join("snapshots"));
+    assert!(!pruned.starts_with("Removed 0 records"), "{pruned}");
+    assert!(
+        before - after >= 3_000_000,
+        "the 3MB layer is gone: {before} -> {after} ({pruned})"
+    );
+    let du = String::from_utf8(run_ok(cairn(&s.root()).arg("du")).stdout).unwrap();
+    assert!(!du.contains("RUN head"), "{du}");
+
+    let bad = cairn(&s.root())
+        .args(["prune", "--filter", "unitl=1h"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("until"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

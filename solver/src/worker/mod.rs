@@ -16,6 +16,7 @@ mod mount;
 mod result;
 mod setup;
 mod store;
+mod usage;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -49,6 +50,7 @@ pub use cairn_cache::registry::{HostConfig, RegistryConfig};
 pub use cairn_cache::snapshot::DriverChoice;
 pub use setup::{OpenError, WorkerSetup};
 pub use store::DbStore;
+pub use usage::{PruneRequest, PruneSummary, UsageEntry, UsageReport};
 
 /// Makes the executor the first time an exec needs one (probing the OCI runtime costs a
 /// container start, which builds without `RUN` never pay).
