@@ -72,9 +72,26 @@ pub fn report(err: &anyhow::Error, out: &mut dyn Write) -> Exit {
     // Nothing more can be done if stderr itself is gone.
     let _ = match exit {
         Exit::Interrupted => writeln!(out, "interrupted"),
-        _ => writeln!(out, "error: {err:#}"),
+        _ => writeln!(out, "error: {}", chain_text(err)),
     };
     exit
+}
+
+/// `a: b: c`, leaving out a cause whose text the message before it already contains
+/// (errors that quote their source, like a failed step quoting its process's exit).
+fn chain_text(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// The outcome of a command run under [`crate::signal`]'s cancellation: a cancelled token
@@ -91,6 +108,17 @@ pub fn outcome(result: anyhow::Result<()>, interrupted: bool, stderr: &mut dyn W
 mod tests {
     use super::*;
     use anyhow::Context;
+
+    #[test]
+    fn a_cause_quoted_by_its_error_is_not_repeated() {
+        let e = anyhow::anyhow!("[2/2] RUN x: exit code: 1").context("failed to solve");
+        let mut out = Vec::new();
+        report(&e, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "error: failed to solve: [2/2] RUN x: exit code: 1\n"
+        );
+    }
 
     #[test]
     fn classifies_by_the_chain() {

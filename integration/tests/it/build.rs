@@ -377,3 +377,37 @@ async fn du_and_prune_report_and_free_the_cache() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+/// The README's example builds, and its image holds what the Dockerfile says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hello_example_builds() {
+    let s = skip_unless!(setup().await);
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/hello");
+    let archive = s.out("hello.tar");
+    let out = run_ok(
+        cairn(&s.root())
+            .args(["build", "--progress=plain", "-t", "hello:latest", "-o"])
+            .arg(format!("type=oci,dest={}", archive.display()))
+            .arg(&example),
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("sha256:"));
+    let work = tempfile::tempdir().unwrap();
+    let rootfs = skip_unless!(unpack(&archive, work.path()));
+    assert_eq!(
+        fs::read_to_string(rootfs.join("srv/greeting.txt")).unwrap(),
+        "hello, cairn\n"
+    );
+    assert_eq!(
+        fs::read_to_string(rootfs.join("srv/size")).unwrap().trim(),
+        "13"
+    );
+    assert_eq!(
+        fs::read_to_string(rootfs.join("etc/motd")).unwrap(),
+        "Built by cairn.\n"
+    );
+    assert!(
+        fs::read_to_string(rootfs.join("etc/passwd"))
+            .unwrap()
+            .contains("app:x:1000")
+    );
+}
