@@ -411,3 +411,46 @@ async fn the_hello_example_builds() {
             .contains("app:x:1000")
     );
 }
+
+/// The file outputs and the docker archive, through a real build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_tar_stdout_and_docker_outputs() {
+    let s = skip_unless!(setup().await);
+    s.write("Dockerfile", "FROM scratch\nCOPY a.txt /dir/a.txt\n");
+    s.write("a.txt", "A\n");
+    let dir = s.out("files");
+    let docker = s.out("docker.tar");
+    let out = run_ok(&mut s.build(&[
+        "-o",
+        &format!("type=local,dest={}", dir.display()),
+        "-o",
+        "type=tar,dest=-",
+        "-o",
+        &format!(
+            "type=docker,dest={},name=example.com/files:1",
+            docker.display()
+        ),
+    ]));
+    assert_eq!(fs::read_to_string(dir.join("dir/a.txt")).unwrap(), "A\n");
+    let mut tar = tar::Archive::new(&out.stdout[..]);
+    let names: Vec<String> = tar
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.trim_end_matches('/') == "dir/a.txt"),
+        "{names:?}"
+    );
+    let skopeo = skip_unless!(require_tool("skopeo", "skopeo"));
+    let inspect = json_of(
+        Command::new(&skopeo)
+            .arg("inspect")
+            .arg(format!("docker-archive:{}", docker.display())),
+    );
+    assert_eq!(
+        inspect["Layers"].as_array().map(Vec::len),
+        Some(1),
+        "{inspect}"
+    );
+}
