@@ -182,6 +182,10 @@ struct VertexState {
     key_ready: OnceLock<Arc<KeyInfo>>,
     key: OnceLock<Memo<Arc<KeyInfo>>>,
     result: OnceLock<Memo<Arc<VertexResult>>>,
+    /// A root announced as running while its cache map was computed (an image resolve, a
+    /// context scan) and not yet shown as finished: its execution continues that line, and
+    /// the solve closes it at the end if nothing else did, so a display shows one step.
+    open_since: Mutex<Option<Timestamp>>,
 }
 
 struct SolveState {
@@ -322,6 +326,7 @@ impl Solver {
             r = result => r,
         };
         drop(guard);
+        state.close_open(if res.is_ok() { "" } else { CANCELLED });
         let res = res?;
         let key = state.key_of(target.vertex).await?;
         let name = &state.vertex_name(target.vertex);
@@ -495,8 +500,8 @@ impl SolveState {
         running.finished = true;
         let cm = match result {
             Ok(cm) => {
-                if root {
-                    self.emit_vertex(v, started, Some(Timestamp::now()), false, String::new());
+                if root && let Some(t) = started {
+                    *lock(&state.open_since) = Some(t);
                 }
                 cm
             }
@@ -749,6 +754,24 @@ impl SolveState {
         Ok(Some(out))
     }
 
+    /// Takes the open line of a root announced during its cache map, if any.
+    fn take_open(&self, v: VertexId) -> Option<Timestamp> {
+        self.vertices
+            .get(v.index())
+            .and_then(|st| lock(&st.open_since).take())
+    }
+
+    /// Closes every line still open at the end of a solve: `error` empty for done
+    /// (a source whose result nobody needed because a step above it hit the cache).
+    fn close_open(&self, error: &str) {
+        for i in 0..self.vertices.len() {
+            let v = VertexId::from_index(i);
+            if let Some(t) = self.take_open(v) {
+                self.emit_vertex(v, Some(t), Some(Timestamp::now()), false, error.to_owned());
+            }
+        }
+    }
+
     fn emit_vertex(
         &self,
         v: VertexId,
@@ -797,7 +820,8 @@ impl SolveState {
                 && let Some(outputs) = self.load(v, &key.canonical, &rec)?
             {
                 let now = Some(Timestamp::now());
-                self.emit_vertex(v, now, now, true, String::new());
+                let started = self.take_open(v).or(now);
+                self.emit_vertex(v, started, now, true, String::new());
                 return Ok(Arc::new(VertexResult {
                     outputs: Arc::new(outputs),
                     cached: true,
@@ -818,8 +842,14 @@ impl SolveState {
             .acquire_owned()
             .await
             .map_err(|_| SolveError::Cancelled)?;
-        let started = Some(Timestamp::now());
-        self.emit_vertex(v, started, None, false, String::new());
+        let started = match self.take_open(v) {
+            Some(t) => Some(t),
+            None => {
+                let now = Some(Timestamp::now());
+                self.emit_vertex(v, now, None, false, String::new());
+                now
+            }
+        };
         let mut running = Running {
             state: self.as_ref(),
             v,

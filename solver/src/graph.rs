@@ -20,6 +20,11 @@ impl VertexId {
     pub fn index(self) -> usize {
         self.0.index()
     }
+
+    /// The id of the vertex at dense index `i` (ids are dense: see [`VertexId::index`]).
+    pub(crate) fn from_index(i: usize) -> VertexId {
+        VertexId(NodeIndex::new(i))
+    }
 }
 
 impl fmt::Debug for VertexId {
