@@ -27,16 +27,16 @@ pub(crate) fn handlers_from(opts: &CacheOpts, progress: &ProgressWriter) -> Desc
         .collect()
 }
 
-/// Layer progress as vertex statuses: `pulling sha256:…` with bytes, then
+/// Layer progress as vertex statuses, named as BuildKit names them (what displays count
+/// as pulled bytes): the blob digest with bytes while downloading, then
 /// `extracting sha256:…`, each with its start and completion time.
 fn progress_sink(progress: ProgressWriter) -> cairn_cache::refs::ProgressSink {
     let started: Mutex<HashMap<String, Timestamp>> = Mutex::new(HashMap::new());
     Arc::new(move |p: LayerProgress| {
         let (id, done) = match p.phase {
-            LayerPhase::Waiting | LayerPhase::Downloading => (
-                format!("pulling {}", p.digest),
-                p.done >= p.total && p.total > 0,
-            ),
+            LayerPhase::Waiting | LayerPhase::Downloading => {
+                (p.digest.to_string(), p.done >= p.total && p.total > 0)
+            }
             LayerPhase::Extracting => (format!("extracting {}", p.digest), false),
             LayerPhase::Done => (format!("extracting {}", p.digest), true),
         };
@@ -45,7 +45,7 @@ fn progress_sink(progress: ProgressWriter) -> cairn_cache::refs::ProgressSink {
             let mut m = started.lock().unwrap_or_else(|e| e.into_inner());
             if p.phase == LayerPhase::Extracting || p.phase == LayerPhase::Done {
                 // Extraction starts where the download ended: close the pull line.
-                let pull = format!("pulling {}", p.digest);
+                let pull = p.digest.to_string();
                 if let Some(s) = m.remove(&pull) {
                     progress.status(&pull, p.total as i64, p.total as i64, Some(s), Some(now));
                 }
