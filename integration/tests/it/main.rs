@@ -6,5 +6,6 @@ mod build_exec;
 mod deps;
 mod export;
 mod lazy_pull;
+mod peer_bench;
 mod pull_bench;
 mod registry;
