@@ -166,6 +166,23 @@ async fn a_bind_of_a_lazy_image_is_read_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bind_of_a_merged_result_is_read_only() {
+    let s = skip_unless!(setup().await);
+    s.write("a.txt", "a\n");
+    // `COPY --link` makes the stage a merge of the lazy base and the copied layer.
+    s.write(
+        "Dockerfile",
+        "FROM busybox AS merged\nCOPY --link a.txt /a.txt\n\
+         FROM busybox\nRUN --mount=type=bind,from=merged,target=/mnt \
+         cat /mnt/a.txt && touch /mnt/x\n",
+    );
+    let out = s.build(&[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Read-only file system"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deletion_is_a_whiteout_in_the_exported_layer() {
     let s = skip_unless!(setup().await);
     s.write("Dockerfile", "FROM busybox\nRUN rm /bin/cat\n");

@@ -2,6 +2,7 @@
 //! (see `cairn_integration` for the sandbox they start).
 
 mod build;
+mod build_cli;
 mod build_exec;
 mod deps;
 mod export;
