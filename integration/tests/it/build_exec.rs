@@ -245,3 +245,53 @@ async fn an_interrupted_build_leaves_no_mount_or_container() {
 fn running_container(root: &Path) -> bool {
     fs::read_dir(root.join("executor/runs")).is_ok_and(|mut d| d.next().is_some())
 }
+
+/// The ancestor walk across a merge: a step on a merge of two lazy images gets each
+/// image's layers from that image's own repository, each downloaded once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_of_two_lazy_images_unlazies_each_from_its_own_source() {
+    use cairn_integration::{ImageBuilder, LayerBuilder, push_image};
+    use cairn_llb::builder::{image, merge};
+    let s = skip_unless!(setup().await);
+    let mut extra = LayerBuilder::new("extra");
+    extra.file("extra/marker.txt", 0o644, b"from the other image\n");
+    let other = ImageBuilder::new().layer(extra.finish()).build();
+    push_image(&s.reg, &other, "test/other:1").await;
+    let host = s.reg.host();
+    let merged = merge(&[
+        image(&format!("{host}/library/busybox:latest")),
+        image(&format!("{host}/test/other:1")),
+    ]);
+    let ran = merged
+        .run(["/bin/sh", "-c", "cat /extra/marker.txt > /seen"])
+        .root();
+    let def = s.out("merge.pb");
+    fs::write(&def, ran.marshal().to_bytes()).unwrap();
+    let dest = s.out("files");
+    run_ok(
+        cairn_integration::cli::cairn(&s.root())
+            .args(["solve", "--progress=plain", "-o"])
+            .arg(format!("type=local,dest={}", dest.display()))
+            .arg(&def),
+    );
+    assert_eq!(
+        fs::read_to_string(dest.join("seen")).unwrap(),
+        "from the other image\n"
+    );
+    let requests = s.reg.requests();
+    for (repo, layer) in [
+        ("library/busybox", s.busybox.layers[0].blob.digest()),
+        ("test/other", other.layers[0].blob.digest()),
+    ] {
+        let hits: Vec<_> = requests
+            .iter()
+            .filter(|e| e.is_blob_download(layer))
+            .collect();
+        assert_eq!(hits.len(), 1, "{layer}: {hits:?}");
+        assert!(
+            hits[0].uri.contains(repo),
+            "{layer} fetched from {}",
+            hits[0].uri
+        );
+    }
+}
