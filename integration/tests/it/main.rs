@@ -3,6 +3,7 @@
 
 mod build;
 mod build_cli;
+mod build_frontend;
 mod build_exec;
 mod deps;
 mod export;
