@@ -136,10 +136,16 @@ fn image_meta(image: &Image) -> anyhow::Result<ImageMeta> {
             empty_layer: h.empty_layer,
         })
         .collect();
+    // The exporter drops a base image's ONBUILD triggers (they ran when it was used), so
+    // this build's own triggers travel as a change, not as part of the base.
+    let onbuild = std::mem::take(&mut base.config.on_build);
     let raw = serde_json::to_vec(&base).context("encoding the image config")?;
     Ok(ImageMeta {
         base: BaseConfig::Raw(raw.into()),
-        changes: ConfigChanges::default(),
+        changes: ConfigChanges {
+            onbuild,
+            ..ConfigChanges::default()
+        },
         history: new,
         platform: None,
     })

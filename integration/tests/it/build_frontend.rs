@@ -76,7 +76,11 @@ async fn target_and_build_args_pick_the_stage_and_the_values() {
          FROM busybox AS two\n\
          RUN echo two > /two\n",
     );
-    let out = build_files(&s, "target", &["--target", "one", "--build-arg", "MSG=hello"]);
+    let out = build_files(
+        &s,
+        "target",
+        &["--target", "one", "--build-arg", "MSG=hello"],
+    );
     assert_eq!(fs::read_to_string(out.join("msg")).unwrap(), "hello\n");
     assert!(!out.join("two").exists());
     let out = build_files(&s, "default", &["--target", "one"]);
@@ -105,10 +109,16 @@ async fn deletions_carry_across_stages_and_env_workdir_user_apply_to_run() {
          EOF\n",
     );
     let out = build_files(&s, "stages", &[]);
-    assert!(!out.join("bin/cat").exists(), "the deletion survives into the next stage");
+    assert!(
+        !out.join("bin/cat").exists(),
+        "the deletion survives into the next stage"
+    );
     assert!(out.join("bin/ls").exists());
     assert_eq!(fs::read_to_string(out.join("work/seen")).unwrap(), "hi\n");
-    assert_eq!(fs::read_to_string(out.join("work/where")).unwrap(), "/work\n");
+    assert_eq!(
+        fs::read_to_string(out.join("work/where")).unwrap(),
+        "/work\n"
+    );
     assert_eq!(fs::read_to_string(out.join("tmp/uid")).unwrap(), "1000\n");
     assert_eq!(
         fs::read_to_string(out.join("tmp/heredoc")).unwrap(),
@@ -130,4 +140,113 @@ async fn dockerignore_keeps_files_out_of_the_context() {
     assert!(out.join("ctx/secret-ok.txt").exists(), "the ! exception");
     assert!(!out.join("ctx/secret.txt").exists());
     assert!(!out.join("ctx/build").exists());
+}
+
+/// The image config of an OCI archive, read straight from the layout inside it.
+fn oci_config(archive: &std::path::Path) -> serde_json::Value {
+    use std::collections::HashMap;
+    use std::io::Read as _;
+    let mut files: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut tar = tar::Archive::new(fs::File::open(archive).unwrap());
+    for e in tar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().display().to_string();
+        let mut b = Vec::new();
+        e.read_to_end(&mut b).unwrap();
+        files.insert(name, b);
+    }
+    let blob = |digest: &str| {
+        let hex = digest.trim_start_matches("sha256:");
+        let b = files
+            .get(&format!("blobs/sha256/{hex}"))
+            .unwrap_or_else(|| panic!("blob {digest}"));
+        serde_json::from_slice::<serde_json::Value>(b).unwrap()
+    };
+    let index: serde_json::Value = serde_json::from_slice(&files["index.json"]).unwrap();
+    let manifest = blob(index["manifests"][0]["digest"].as_str().unwrap());
+    blob(manifest["config"]["digest"].as_str().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_instructions_add_tar_and_the_remaining_flags() {
+    let s = skip_unless!(setup().await);
+    // A tar for ADD to unpack.
+    let payload = s.out("payload");
+    fs::create_dir_all(payload.join("inner")).unwrap();
+    fs::write(payload.join("inner/file.txt"), "from the tar\n").unwrap();
+    let ok = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(s.context().join("payload.tar.gz"))
+        .arg("-C")
+        .arg(&payload)
+        .arg("inner")
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    s.write("src/a/keep.txt", "keep\n");
+    s.write("src/a/skip.log", "skip\n");
+    s.write("src/b/deep/x.txt", "x\n");
+    s.write(
+        "Dockerfile",
+        "ARG BASE=busybox\n\
+         FROM --platform=$BUILDPLATFORM $BASE\n\
+         RUN echo stage0 > /zero\n\
+         FROM $BASE\n\
+         MAINTAINER someone@example.com\n\
+         LABEL org.example.name=\"cairn test\" org.example.n=1\n\
+         EXPOSE 8080/tcp 53/udp\n\
+         VOLUME /data\n\
+         STOPSIGNAL SIGTERM\n\
+         HEALTHCHECK --interval=30s --timeout=3s CMD [\"true\"]\n\
+         SHELL [\"/bin/sh\", \"-e\", \"-c\"]\n\
+         ONBUILD RUN echo later\n\
+         COPY --from=0 /zero /zero\n\
+         ADD payload.tar.gz /unpacked/\n\
+         COPY --exclude=*.log src/a /a/\n\
+         COPY --parents src/b/deep/x.txt /p/\n\
+         RUN --mount=type=tmpfs,target=/scratch touch /scratch/t && ! test -e /scratch/missing\n\
+         RUN --network=none ! wget -q -T 1 http://127.0.0.1:1/ 2>/dev/null; echo isolated > /net\n\
+         ENTRYPOINT [\"/bin/sh\", \"-c\"]\n\
+         CMD [\"echo hi\"]\n",
+    );
+    let archive = s.out("cfg.tar");
+    let spec = format!("type=oci,dest={}", archive.display());
+    run_ok(&mut s.build(&["-o", &spec]));
+    let cfg = oci_config(&archive);
+    let c = &cfg["config"];
+    assert_eq!(c["Labels"]["org.example.name"], "cairn test", "{cfg}");
+    assert_eq!(c["Labels"]["org.example.n"], "1");
+    assert!(c["ExposedPorts"].get("8080/tcp").is_some(), "{cfg}");
+    assert!(c["ExposedPorts"].get("53/udp").is_some());
+    assert!(c["Volumes"].get("/data").is_some());
+    assert_eq!(c["StopSignal"], "SIGTERM");
+    assert_eq!(c["Healthcheck"]["Test"][0], "CMD");
+    assert_eq!(c["Healthcheck"]["Interval"], 30_000_000_000u64);
+    assert_eq!(c["Shell"][1], "-e");
+    assert_eq!(c["OnBuild"][0], "RUN echo later");
+    assert_eq!(c["Entrypoint"][0], "/bin/sh");
+    assert_eq!(c["Cmd"][0], "echo hi");
+    assert_eq!(cfg["author"], "someone@example.com");
+
+    let work = tempfile::tempdir().unwrap();
+    let rootfs = skip_unless!(super::build::unpack(&archive, work.path()));
+    assert_eq!(fs::read_to_string(rootfs.join("zero")).unwrap(), "stage0\n");
+    assert_eq!(
+        fs::read_to_string(rootfs.join("unpacked/inner/file.txt")).unwrap(),
+        "from the tar\n"
+    );
+    assert!(rootfs.join("a/keep.txt").exists());
+    assert!(!rootfs.join("a/skip.log").exists(), "--exclude");
+    assert!(
+        rootfs.join("p/src/b/deep/x.txt").exists(),
+        "--parents keeps the path"
+    );
+    assert!(
+        !rootfs.join("scratch/t").exists(),
+        "tmpfs writes are not in the layer"
+    );
+    assert_eq!(
+        fs::read_to_string(rootfs.join("net")).unwrap(),
+        "isolated\n"
+    );
 }

@@ -3,8 +3,8 @@
 
 mod build;
 mod build_cli;
-mod build_frontend;
 mod build_exec;
+mod build_frontend;
 mod deps;
 mod export;
 mod lazy_pull;
