@@ -267,23 +267,39 @@ impl Dispatcher<'_> {
                     exec = exec.tmpfs(&target, size);
                 }
                 MountType::Cache => {
-                    if m.from.is_some()
-                        || m.uid.is_some()
-                        || m.gid.is_some()
-                        || m.mode.is_some()
-                        || source_path != "/"
-                    {
-                        return Err(Error::new(ErrorKind::Unsupported(
-                            "cache mounts with from, source, uid, gid or mode".into(),
-                        )));
-                    }
                     let sharing = match m.sharing {
                         None | Some(Sharing::Shared) => CacheSharingOpt::Shared,
                         Some(Sharing::Private) => CacheSharingOpt::Private,
                         Some(Sharing::Locked) => CacheSharingOpt::Locked,
                     };
                     let id = m.id.clone().unwrap_or_else(|| clean(&target_raw));
-                    exec = exec.cache(&target, &format!("/{id}"), sharing);
+                    let id = format!("/{id}");
+                    exec = match (&m.from, cmd.sources.get(i)) {
+                        // Seeded from another stage or image: its files under `source`.
+                        (Some(from), Some(&idx)) => {
+                            let st = self.source_state(d, idx, from)?;
+                            let selector = (source_path != "/").then(|| source_path.clone());
+                            exec.cache_from(&target, &id, sharing, &st, selector)
+                        }
+                        // Owner or mode given: the directory starts as one made so.
+                        _ if m.uid.is_some() || m.gid.is_some() || m.mode.is_some() => {
+                            let st = builder::scratch()
+                                .file(FileActions::new().mkdir(
+                                    "/cache",
+                                    m.mode.unwrap_or(0o755),
+                                    builder::MkdirOptions {
+                                        owner: Some(builder::ChownSpec::ids(
+                                            m.uid.unwrap_or(0),
+                                            m.gid.unwrap_or(0),
+                                        )),
+                                        ..builder::MkdirOptions::default()
+                                    },
+                                ))
+                                .custom_name("[internal] settings cache mount permissions");
+                            exec.cache_from(&target, &id, sharing, &st, Some("/cache".into()))
+                        }
+                        _ => exec.cache(&target, &id, sharing),
+                    };
                 }
                 _ => {
                     let st = match (&m.from, cmd.sources.get(i)) {

@@ -295,3 +295,25 @@ async fn a_merge_of_two_lazy_images_unlazies_each_from_its_own_source() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_mounts_take_owner_mode_and_seed_files() {
+    let s = skip_unless!(setup().await);
+    s.write(
+        "Dockerfile",
+        "FROM busybox AS seed\n\
+         RUN mkdir -p /seed && echo seeded > /seed/file\n\
+         FROM busybox\n\
+         RUN --mount=type=cache,id=owned,target=/c,uid=1000,gid=1001,mode=0750 \
+         stat -c '%u %g %a' /c > /owner\n\
+         RUN --mount=type=cache,id=seeded,target=/s,from=seed,source=/seed \
+         cat /s/file > /seen\n",
+    );
+    let dest = s.out("files");
+    run_ok(&mut s.build(&["-o", &format!("type=local,dest={}", dest.display())]));
+    assert_eq!(
+        fs::read_to_string(dest.join("owner")).unwrap(),
+        "1000 1001 750\n"
+    );
+    assert_eq!(fs::read_to_string(dest.join("seen")).unwrap(), "seeded\n");
+}

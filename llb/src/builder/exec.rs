@@ -165,6 +165,28 @@ impl Run {
         self.push(target, None, kind, BindOptions::default())
     }
 
+    /// A persistent cache mount whose directory starts as `selector` of `source` the
+    /// first time it is created (BuildKit's cache mount with `from`, or with `uid`, `gid`
+    /// or `mode`, which the frontend gives as a state holding one directory).
+    pub fn cache_from(
+        self,
+        target: &str,
+        id: &str,
+        sharing: CacheSharingOpt,
+        source: &State,
+        selector: Option<String>,
+    ) -> Run {
+        let kind = MountKind::Cache {
+            id: id.to_owned(),
+            sharing,
+        };
+        let opts = BindOptions {
+            selector,
+            ..BindOptions::default()
+        };
+        self.push(target, source.output.clone(), kind, opts)
+    }
+
     /// A tmpfs at `target`, limited to `size` bytes when given.
     pub fn tmpfs(self, target: &str, size: Option<i64>) -> Run {
         let kind = MountKind::Tmpfs {
