@@ -250,3 +250,41 @@ async fn config_instructions_add_tar_and_the_remaining_flags() {
         "isolated\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_heredocs_and_several_per_line() {
+    let s = skip_unless!(setup().await);
+    s.write(
+        "Dockerfile",
+        "FROM busybox\n\
+         COPY <<one <<two /docs/\n\
+         first\n\
+         one\n\
+         second\n\
+         two\n\
+         COPY --chmod=755 <<EOF /run.sh\n\
+         #!/bin/sh\n\
+         echo ran\n\
+         EOF\n\
+         RUN /run.sh > /out\n",
+    );
+    let dest = s.out("files");
+    run_ok(&mut s.build(&["-o", &format!("type=local,dest={}", dest.display())]));
+    assert_eq!(
+        fs::read_to_string(dest.join("docs/one")).unwrap(),
+        "first\n"
+    );
+    assert_eq!(
+        fs::read_to_string(dest.join("docs/two")).unwrap(),
+        "second\n"
+    );
+    assert_eq!(
+        fs::metadata(dest.join("run.sh"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o755
+    );
+    assert_eq!(fs::read_to_string(dest.join("out")).unwrap(), "ran\n");
+}
