@@ -56,6 +56,12 @@ struct Sample {
 /// is the process's own `VmHWM`, read every 10 ms until it exits: `wait4`'s `ru_maxrss`
 /// would count the test binary's memory, which the child holds until its `exec`.
 fn measure(cmd: &mut Command) -> Sample {
+    measure_with(cmd, None)
+}
+
+/// [`measure`], adding the peak sampled `VmRSS` of a daemon doing the work for the
+/// client (BuildKit's `buildkitd`) to the client's own peak.
+fn measure_with(cmd: &mut Command, daemon: Option<u32>) -> Sample {
     let start = Instant::now();
     let mut child = cmd
         .stdout(Stdio::null())
@@ -71,6 +77,7 @@ fn measure(cmd: &mut Command) -> Sample {
     });
     let status_file = format!("/proc/{pid}/status");
     let mut peak_kb = 0u64;
+    let mut daemon_kb = 0u64;
     let status = loop {
         if let Some(kb) = fs::read_to_string(&status_file).ok().and_then(|t| {
             t.lines()
@@ -78,6 +85,9 @@ fn measure(cmd: &mut Command) -> Sample {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         }) {
             peak_kb = peak_kb.max(kb);
+        }
+        if let Some(d) = daemon {
+            daemon_kb = daemon_kb.max(proc_kb(d, "VmRSS:").unwrap_or(0));
         }
         match child.try_wait() {
             Ok(Some(status)) => break status,
@@ -90,8 +100,16 @@ fn measure(cmd: &mut Command) -> Sample {
     assert!(status.success(), "{cmd:?} failed ({status}):\n{err}");
     Sample {
         wall,
-        max_rss_kb: peak_kb,
+        max_rss_kb: peak_kb + daemon_kb,
     }
+}
+
+fn proc_kb(pid: u32, field: &str) -> Option<u64> {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 fn median(v: &mut [Sample]) -> Sample {
@@ -231,11 +249,122 @@ impl Tools {
     }
 }
 
+/// A `buildkitd` the harness starts (only when `buildkitd` and `buildctl` are on PATH) and
+/// stops, with its own state and a config that speaks plain HTTP to the test registry.
+struct BuildKit {
+    child: std::process::Child,
+    addr: String,
+    buildctl: PathBuf,
+    state: PathBuf,
+}
+
+impl BuildKit {
+    fn start(dir: &Path, registry_host: &str) -> Option<BuildKit> {
+        let buildkitd = find_on_path("buildkitd")?;
+        let buildctl = find_on_path("buildctl")?;
+        let state = dir.join("buildkit");
+        fs::create_dir_all(&state).ok()?;
+        let config = state.join("buildkitd.toml");
+        fs::write(
+            &config,
+            format!(
+                "[worker.oci]\n  enabled = true\n  snapshotter = \"overlayfs\"\n\
+                 [worker.containerd]\n  enabled = false\n\
+                 [registry.\"{registry_host}\"]\n  http = true\n"
+            ),
+        )
+        .ok()?;
+        let addr = format!("unix://{}", state.join("buildkitd.sock").display());
+        let child = Command::new(buildkitd)
+            .arg("--config")
+            .arg(&config)
+            .arg("--root")
+            .arg(state.join("root"))
+            .arg("--addr")
+            .arg(&addr)
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(state.join("buildkitd.log")).ok()?)
+            .spawn()
+            .ok()?;
+        let bk = BuildKit {
+            child,
+            addr,
+            buildctl,
+            state,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let ok = Command::new(&bk.buildctl)
+                .args(["--addr", &bk.addr, "debug", "workers"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return Some(bk);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        None
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Empties the daemon's cache (a cold start without restarting the daemon).
+    fn prune(&self) {
+        let ok = Command::new(&self.buildctl)
+            .args(["--addr", &self.addr, "prune", "--all"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "buildctl prune failed");
+    }
+
+    fn build(&self, ctx: &Path, dockerfile: &str, args: &[(&str, &str)]) -> Command {
+        let mut c = Command::new(&self.buildctl);
+        c.args(["--addr", &self.addr, "build", "--progress=quiet"])
+            .args(["--frontend", "dockerfile.v0"])
+            .arg("--local")
+            .arg(format!("context={}", ctx.display()))
+            .arg("--local")
+            .arg(format!("dockerfile={}", ctx.display()))
+            .arg("--opt")
+            .arg(format!("filename={dockerfile}"));
+        for (k, v) in args {
+            c.arg("--opt").arg(format!("build-arg:{k}={v}"));
+        }
+        c.arg("--output").arg(format!(
+            "type=oci,dest={}",
+            self.state.join("out.tar").display()
+        ));
+        c
+    }
+}
+
+impl Drop for BuildKit {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
 /// Medians of one scenario per tool.
 struct Row {
     name: &'static str,
     cairn: Sample,
     peer: Option<Sample>,
+    buildkit: Option<Sample>,
     floor: Option<(String, Sample)>,
 }
 
@@ -251,19 +380,38 @@ fn write_tree(dir: &Path, files: usize, bytes: usize) {
     }
 }
 
+/// How BuildKit runs a scenario: `cold` empties its cache before each run (the daemon
+/// stays up, so its start is never counted).
+struct BkRun<'a> {
+    daemon: &'a BuildKit,
+    cold: bool,
+    ctx: &'a Path,
+    dockerfile: &'a str,
+    args: &'a [(&'a str, &'a str)],
+}
+
 fn alternate(
     iters: usize,
     mut prepare: impl FnMut(usize),
     mut cairn: impl FnMut(usize) -> Command,
     mut peer: impl FnMut(usize) -> Command,
-) -> (Sample, Sample) {
-    let (mut a, mut b) = (Vec::new(), Vec::new());
+    bk: Option<BkRun<'_>>,
+) -> (Sample, Sample, Option<Sample>) {
+    let (mut a, mut b, mut k) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..iters {
         prepare(i);
         a.push(measure(&mut cairn(i)));
         b.push(measure(&mut peer(i)));
+        if let Some(r) = &bk {
+            if r.cold {
+                r.daemon.prune();
+            }
+            let mut cmd = r.daemon.build(r.ctx, r.dockerfile, r.args);
+            k.push(measure_with(&mut cmd, Some(r.daemon.pid())));
+        }
     }
-    (median(&mut a), median(&mut b))
+    let k = (!k.is_empty()).then(|| median(&mut k));
+    (median(&mut a), median(&mut b), k)
 }
 
 const FOUR_STAGES: &str = "\
@@ -307,6 +455,8 @@ async fn run(sizes: Sizes) -> Result<String, Skip> {
     };
     let ws = Workspace::new(if sizes.iters == 1 { 4 } else { 20 });
     let w = ws.dir.clone();
+    let bk = BuildKit::start(&w, &reg.host());
+
     let fresh = |name: String| {
         let p = w.join(name);
         let _ = fs::remove_dir_all(&p);
@@ -319,16 +469,24 @@ async fn run(sizes: Sizes) -> Result<String, Skip> {
     // 1. Cold multi-stage build, four independent stages.
     let ctx = fresh("ctx-stages".into());
     fs::write(ctx.join("Dockerfile"), FOUR_STAGES).unwrap();
-    let (c, p) = alternate(
+    let (c, p, k) = alternate(
         sizes.iters,
         |_| {},
         |i| tools.cairn_build(&fresh(format!("cold-c{i}")), &ctx, "Dockerfile", &args),
         |i| tools.buildah_build(&fresh(format!("cold-b{i}")), &ctx, "Dockerfile", &args),
+        bk.as_ref().map(|daemon| BkRun {
+            daemon,
+            cold: true,
+            ctx: &ctx,
+            dockerfile: "Dockerfile",
+            args: &args,
+        }),
     );
     rows.push(Row {
         name: "cold build, 4 parallel stages",
         cairn: c,
         peer: Some(p),
+        buildkit: k,
         floor: None,
     });
 
@@ -336,16 +494,28 @@ async fn run(sizes: Sizes) -> Result<String, Skip> {
     let (rc, rb) = (fresh("warm-c".into()), fresh("warm-b".into()));
     measure(&mut tools.cairn_build(&rc, &ctx, "Dockerfile", &args));
     measure(&mut tools.buildah_build(&rb, &ctx, "Dockerfile", &args));
-    let (c, p) = alternate(
+    if let Some(b) = &bk {
+        b.prune();
+        measure(&mut b.build(&ctx, "Dockerfile", &args));
+    }
+    let (c, p, k) = alternate(
         sizes.iters,
         |_| {},
         |_| tools.cairn_build(&rc, &ctx, "Dockerfile", &args),
         |_| tools.buildah_build(&rb, &ctx, "Dockerfile", &args),
+        bk.as_ref().map(|daemon| BkRun {
+            daemon,
+            cold: false,
+            ctx: &ctx,
+            dockerfile: "Dockerfile",
+            args: &args,
+        }),
     );
     rows.push(Row {
         name: "fully cached rebuild",
         cairn: c,
         peer: Some(p),
+        buildkit: k,
         floor: None,
     });
 
@@ -360,17 +530,29 @@ async fn run(sizes: Sizes) -> Result<String, Skip> {
     let (rc, rb) = (fresh("ctx-c".into()), fresh("ctx-b".into()));
     measure(&mut tools.cairn_build(&rc, &ctx, "Dockerfile", &args));
     measure(&mut tools.buildah_build(&rb, &ctx, "Dockerfile", &args));
+    if let Some(b) = &bk {
+        b.prune();
+        measure(&mut b.build(&ctx, "Dockerfile", &args));
+    }
     let changed = ctx.join("src/d000/f00000");
-    let (c, p) = alternate(
+    let (c, p, k) = alternate(
         sizes.iters,
         |i| fs::write(&changed, format!("changed {i}\n")).unwrap(),
         |_| tools.cairn_build(&rc, &ctx, "Dockerfile", &args),
         |_| tools.buildah_build(&rb, &ctx, "Dockerfile", &args),
+        bk.as_ref().map(|daemon| BkRun {
+            daemon,
+            cold: false,
+            ctx: &ctx,
+            dockerfile: "Dockerfile",
+            args: &args,
+        }),
     );
     rows.push(Row {
         name: "rebuild, 1 of N context files changed",
         cairn: c,
         peer: Some(p),
+        buildkit: k,
         floor: None,
     });
 
@@ -387,11 +569,18 @@ async fn run(sizes: Sizes) -> Result<String, Skip> {
         "ARG BASE\nFROM $BASE\nCOPY tree /tree\n",
     )
     .unwrap();
-    let (c, p) = alternate(
+    let (c, p, k) = alternate(
         sizes.iters,
         |_| {},
         |i| tools.cairn_build(&fresh(format!("link-c{i}")), &ctx, "Dockerfile.link", &args),
         |i| tools.buildah_build(&fresh(format!("link-b{i}")), &ctx, "Dockerfile.copy", &args),
+        bk.as_ref().map(|daemon| BkRun {
+            daemon,
+            cold: true,
+            ctx: &ctx,
+            dockerfile: "Dockerfile.link",
+            args: &args,
+        }),
     );
     let mut floor = Vec::new();
     for i in 0..sizes.iters {
@@ -407,18 +596,27 @@ async fn run(sizes: Sizes) -> Result<String, Skip> {
         name: "COPY --link large tree (buildah: COPY)",
         cairn: c,
         peer: Some(p),
+        buildkit: k,
         floor: Some(("cp -a".into(), median(&mut floor))),
     });
-    let (c, p) = alternate(
+    let (c, p, k) = alternate(
         sizes.iters,
         |_| {},
         |i| tools.cairn_build(&fresh(format!("copy-c{i}")), &ctx, "Dockerfile.copy", &args),
         |i| tools.buildah_build(&fresh(format!("copy-b{i}")), &ctx, "Dockerfile.copy", &args),
+        bk.as_ref().map(|daemon| BkRun {
+            daemon,
+            cold: true,
+            ctx: &ctx,
+            dockerfile: "Dockerfile.copy",
+            args: &args,
+        }),
     );
     rows.push(Row {
         name: "COPY large tree",
         cairn: c,
         peer: Some(p),
+        buildkit: k,
         floor: None,
     });
 
@@ -426,7 +624,7 @@ async fn run(sizes: Sizes) -> Result<String, Skip> {
     let ctx = fresh("ctx-pull".into());
     fs::write(ctx.join("Dockerfile"), "ARG BASE\nFROM $BASE\nRUN true\n").unwrap();
     let heavy_args = [("BASE", heavy_ref.as_str())];
-    let (c, p) = alternate(
+    let (c, p, k) = alternate(
         sizes.iters,
         |_| {},
         |i| {
@@ -445,11 +643,19 @@ async fn run(sizes: Sizes) -> Result<String, Skip> {
                 &heavy_args,
             )
         },
+        bk.as_ref().map(|daemon| BkRun {
+            daemon,
+            cold: true,
+            ctx: &ctx,
+            dockerfile: "Dockerfile",
+            args: &heavy_args,
+        }),
     );
     rows.push(Row {
         name: "pull + unpack multi-layer image, RUN true",
         cairn: c,
         peer: Some(p),
+        buildkit: k,
         floor: None,
     });
 
@@ -483,23 +689,46 @@ async fn run(sizes: Sizes) -> Result<String, Skip> {
     let (cold, warm) = (median(&mut cold), median(&mut warm));
 
     let mut out = String::new();
-    let _ = writeln!(out, "{}; {} iteration(s), medians", ws.note, sizes.iters);
     let _ = writeln!(
         out,
-        "{:<44} {:>9} {:>9} {:>7} {:>10} {:>10}  floor",
-        "scenario", "cairn", "buildah", "ratio", "cairn RSS", "buildah RSS"
+        "{}; {} iteration(s), medians; BuildKit: {}",
+        ws.note,
+        sizes.iters,
+        if bk.is_some() {
+            "buildkitd from PATH, cache pruned before cold runs, RSS = buildctl + daemon"
+        } else {
+            "not on PATH"
+        }
     );
+    let _ = writeln!(
+        out,
+        "{:<40} {:>8} {:>8} {:>8} {:>6} {:>6} {:>6} {:>6} {:>6}  floor",
+        "scenario", "cairn", "buildah", "buildkit", "c/bah", "c/bk", "RSS c", "RSS bah", "RSS bk"
+    );
+    let secs =
+        |s: Option<Sample>| s.map_or("-".to_owned(), |s| format!("{:.2}s", s.wall.as_secs_f64()));
+    let ratio = |a: Sample, b: Option<Sample>| {
+        b.map_or("-".to_owned(), |b| {
+            format!(
+                "{:.2}",
+                a.wall.as_secs_f64() / b.wall.as_secs_f64().max(1e-9)
+            )
+        })
+    };
+    let mb = |s: Option<Sample>| s.map_or("-".to_owned(), |s| format!("{}M", s.max_rss_kb / 1024));
     for r in &rows {
-        let peer = r.peer.expect("peer measured");
         let _ = writeln!(
             out,
-            "{:<44} {:>8.2}s {:>8.2}s {:>7.2} {:>8}MB {:>8}MB  {}",
+            "{:<40} {:>8} {:>8} {:>8} {:>6} {:>6} {:>6} {:>6} {:>6}  {}",
             r.name,
-            r.cairn.wall.as_secs_f64(),
-            peer.wall.as_secs_f64(),
-            r.cairn.wall.as_secs_f64() / peer.wall.as_secs_f64().max(1e-9),
-            r.cairn.max_rss_kb / 1024,
-            peer.max_rss_kb / 1024,
+            secs(Some(r.cairn)),
+            secs(r.peer),
+            secs(r.buildkit),
+            ratio(r.cairn, r.peer),
+            ratio(r.cairn, r.buildkit),
+            mb(Some(r.cairn)),
+            mb(r.peer),
+            mb(r.buildkit),
             r.floor.as_ref().map_or(String::new(), |(n, s)| format!(
                 "{n} {:.2}s",
                 s.wall.as_secs_f64()
