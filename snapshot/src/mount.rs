@@ -185,6 +185,9 @@ fn mount_overlay(
     )
 }
 
+/// How long [`MountGuard::unmount`] waits for a mount that is busy only for a moment.
+const MAX_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A live mount. Dropping it unmounts (lazily if the mount is busy); call
 /// [`MountGuard::unmount`] to see the error instead.
 #[derive(Debug)]
@@ -198,12 +201,33 @@ impl MountGuard {
         &self.target
     }
 
+    /// Unmounts, waiting out a short `EBUSY`: a container started at the same moment
+    /// copies every host mount into its new mount namespace, and until its runtime has
+    /// pivoted and detached the old root, that copy (a peer under shared propagation) keeps
+    /// this mount busy. It is released within milliseconds; waiting up to two seconds turns
+    /// that race into a pause instead of a failed step.
     pub fn unmount(mut self) -> Result<(), SnapshotError> {
         self.armed = false;
-        unmount(&self.target, UnmountFlags::empty()).map_err(|e| SnapshotError::Unmount {
-            target: self.target.clone(),
-            source: e.into(),
-        })
+        let mut delay = std::time::Duration::from_millis(5);
+        let mut waited = std::time::Duration::ZERO;
+        loop {
+            match unmount(&self.target, UnmountFlags::empty()) {
+                Ok(()) => return Ok(()),
+                Err(e) if e == rustix::io::Errno::BUSY && waited < MAX_BUSY_WAIT => {
+                    std::thread::sleep(delay);
+                    waited += delay;
+                    delay = (delay * 2).min(std::time::Duration::from_millis(200));
+                }
+                Err(e) => {
+                    // Still reported, but nothing stays mounted behind the error.
+                    let _ = unmount(&self.target, UnmountFlags::DETACH);
+                    return Err(SnapshotError::Unmount {
+                        target: self.target.clone(),
+                        source: e.into(),
+                    });
+                }
+            }
+        }
     }
 }
 
