@@ -325,9 +325,7 @@ pub async fn build(
         args.common.max_parallelism.map(std::num::NonZeroUsize::get),
     )?;
     let opts = ConvertOptions {
-        filename: dockerfile
-            .file_name()
-            .map_or_else(|| "Dockerfile".into(), |n| n.to_string_lossy().into_owned()),
+        filename: converted_file(&dockerfile),
         target: args.target.clone(),
         build_args,
         no_cache: args.common.no_cache.then(Vec::new),
@@ -420,6 +418,7 @@ pub async fn solve(
     solve_and_export(&worker, &settings, job, &args.common, cancel).await
 }
 
+/// The Dockerfile's name as errors, warnings and the source map show it.
 fn converted_file(dockerfile: &Path) -> String {
     dockerfile
         .file_name()

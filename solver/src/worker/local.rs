@@ -30,6 +30,9 @@ pub(crate) struct LocalSourceOp {
     name: String,
     dir: PathBuf,
     filter: Arc<Filter>,
+    /// The walk the key was computed from, so the copy holds exactly what was keyed and
+    /// the context is not walked twice.
+    walked: std::sync::Mutex<Option<Arc<Vec<Entry>>>>,
 }
 
 /// Which paths of the directory take part.
@@ -122,6 +125,7 @@ impl LocalSourceOp {
                 exclude,
                 spec,
             }),
+            walked: std::sync::Mutex::new(None),
         })
     }
 }
@@ -170,7 +174,7 @@ fn walk(root: &Path, filter: &Filter) -> Result<Vec<Entry>, OpError> {
     Ok(out)
 }
 
-fn fingerprint(name: &str, root: &Path, filter: &Filter) -> Result<Digest, OpError> {
+fn fingerprint(name: &str, filter: &Filter, entries: &[Entry]) -> Result<Digest, OpError> {
     let mut h = Sha256::new();
     let mut field = |b: &[u8]| {
         h.update((b.len() as u64).to_le_bytes());
@@ -179,7 +183,7 @@ fn fingerprint(name: &str, root: &Path, filter: &Filter) -> Result<Digest, OpErr
     field(b"cairn local source v1");
     field(name.as_bytes());
     field(filter.spec.as_bytes());
-    for e in walk(root, filter)? {
+    for e in entries {
         let m = &e.meta;
         field(e.rel.as_bytes());
         field(&m.mode().to_le_bytes());
@@ -199,11 +203,10 @@ fn fingerprint(name: &str, root: &Path, filter: &Filter) -> Result<Digest, OpErr
     Ok(Digest::from_sha256(h.finalize().into()))
 }
 
-/// Copies the included entries into `dest` (an empty snapshot), owned by root, with
+/// Copies the walked entries into `dest` (an empty snapshot), owned by root, with
 /// modes and modification times kept.
 fn copy_into(
-    root: &Path,
-    filter: &Filter,
+    entries: &[Entry],
     dest: &Path,
     cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<(), OpError> {
@@ -212,7 +215,7 @@ fn copy_into(
         OpError::failed(format!("{what} {}: {e}", p.display()))
     };
     let mut dirs = Vec::new();
-    for e in walk(root, filter)? {
+    for e in entries {
         if cancel.is_cancelled() {
             return Err(OpError::Cancelled);
         }
@@ -229,7 +232,7 @@ fn copy_into(
                 Err(x) if x.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(x) => return Err(err("mkdir", &target, x)),
             }
-            dirs.push((target, e.meta));
+            dirs.push((target, &e.meta));
             continue;
         }
         if ft.is_symlink() {
@@ -287,9 +290,14 @@ impl Op for LocalSourceOp {
                 self.dir.clone(),
                 Arc::clone(&self.filter),
             );
-            let digest = tokio::task::spawn_blocking(move || fingerprint(&name, &dir, &filter))
-                .await
-                .map_err(|e| OpError::failed(format!("context walk failed: {e}")))??;
+            let (digest, entries) = tokio::task::spawn_blocking(move || {
+                let entries = walk(&dir, &filter)?;
+                let digest = fingerprint(&name, &filter, &entries)?;
+                Ok::<_, OpError>((digest, entries))
+            })
+            .await
+            .map_err(|e| OpError::failed(format!("context walk failed: {e}")))??;
+            *self.walked.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(entries));
             Ok(CacheMap {
                 digest: Some(digest),
                 ..CacheMap::default()
@@ -310,15 +318,26 @@ impl Op for LocalSourceOp {
                 .await
                 .map_err(OpError::from)?;
             let mounted = Mounted::new(&self.inner.mount_root, "local", m.mounts())?;
+            let walked = self
+                .walked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             let (dir, filter, dest, cancel) = (
                 self.dir.clone(),
                 Arc::clone(&self.filter),
                 mounted.path().to_path_buf(),
                 ctx.cancel.clone(),
             );
-            tokio::task::spawn_blocking(move || copy_into(&dir, &filter, &dest, &cancel))
-                .await
-                .map_err(|e| OpError::failed(format!("context copy failed: {e}")))??;
+            tokio::task::spawn_blocking(move || {
+                let entries = match walked {
+                    Some(e) => e,
+                    None => Arc::new(walk(&dir, &filter)?),
+                };
+                copy_into(&entries, &dest, &cancel)
+            })
+            .await
+            .map_err(|e| OpError::failed(format!("context copy failed: {e}")))??;
             mounted.unmount()?;
             let r = m.commit().await.map_err(OpError::from)?;
             Ok(vec![result(Some(r))])
