@@ -62,6 +62,7 @@ impl CopySnapshotter {
             kind,
             parent: parent.cloned(),
             inputs: Vec::new(),
+            idmap: None,
             layers: Vec::new(),
         }
     }
@@ -69,8 +70,7 @@ impl CopySnapshotter {
     fn copy_parent(&self, parent: Option<&SnapshotId>, dest: &Path) -> Result<(), SnapshotError> {
         if let Some(p) = parent {
             let src = self.store.fs(p);
-            crate::fsutil::copy_tree(&src, dest)
-                .map_err(SnapshotError::io("copy parent tree", &src))?;
+            crate::fsutil::copy_tree(&src, dest)?;
         }
         Ok(())
     }
@@ -227,6 +227,7 @@ impl Snapshotter for CopySnapshotter {
             kind: SnapshotKind::Committed,
             parent: None,
             inputs: inputs.to_vec(),
+            idmap: None,
             layers: Vec::new(),
         };
         self.store.publish(staged, key, &meta)

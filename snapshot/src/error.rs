@@ -98,6 +98,19 @@ pub enum SnapshotError {
     },
     #[error("uid/gid {id} of {path} has no mapping in the id map")]
     Unmapped { path: PathBuf, id: u32 },
+    #[error("creating a user namespace to carry id map {map}")]
+    UserNamespace {
+        map: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("ID-mapped mount of {path} ({step})")]
+    IdmappedMount {
+        step: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl SnapshotError {

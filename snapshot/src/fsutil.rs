@@ -1,13 +1,17 @@
 //! Small file-system helpers shared by the drivers: copying one entry with its metadata
-//! (reflink first), reading xattrs, removing trees.
+//! (reflink first), copying trees (hard links kept, owners optionally rewritten), reading
+//! xattrs, removing trees.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, CWD, FileType, Gid, Mode, Timespec, Timestamps, Uid};
+
+use crate::error::SnapshotError;
 
 /// Removes a path recursively; missing is fine.
 pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
@@ -57,6 +61,11 @@ pub(crate) fn read_xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
 /// Copies one non-directory entry `src` to `dst` (which must not exist) with owner, mode,
 /// times and xattrs. Regular files are reflinked when the file system can, else copied.
 pub(crate) fn copy_entry(src: &Path, dst: &Path) -> io::Result<()> {
+    copy_entry_owned(src, dst, None)
+}
+
+/// [`copy_entry`] with the owner replaced by `owner` when given.
+fn copy_entry_owned(src: &Path, dst: &Path, owner: Option<(u32, u32)>) -> io::Result<()> {
     let md = std::fs::symlink_metadata(src)?;
     let ft = FileType::from_raw_mode(md.mode());
     match ft {
@@ -96,7 +105,7 @@ pub(crate) fn copy_entry(src: &Path, dst: &Path) -> io::Result<()> {
             ));
         }
     }
-    copy_metadata(src, dst, &md, None)
+    copy_metadata(src, dst, &md, owner)
 }
 
 /// Applies owner (optionally remapped), mode, xattrs and times of `src` (described by `md`) to `dst`.
@@ -143,33 +152,54 @@ pub(crate) fn set_times(dst: &Path, md: &std::fs::Metadata) -> io::Result<()> {
 
 /// Copies the contents of `src` into the existing dir `dst` (reflinks where possible),
 /// preserving metadata and hard links within the tree.
-pub(crate) fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
+pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<(), SnapshotError> {
+    copy_tree_owned(src, dst, &|_, md| Ok((md.uid(), md.gid())))
+}
+
+/// Chooses a copied entry's `(uid, gid)` from its path relative to the tree and its metadata.
+pub(crate) type OwnerFn<'a> =
+    dyn Fn(&Path, &std::fs::Metadata) -> Result<(u32, u32), SnapshotError> + 'a;
+
+/// [`copy_tree`] with each entry's owner chosen by `owner` (given the path relative to
+/// `src`, `""` for the root, and what the source entry is), e.g. shifted through an id map.
+/// Hard links stay hard links: a shared inode is copied once, so one owner serves all names.
+pub(crate) fn copy_tree_owned(
+    src: &Path,
+    dst: &Path,
+    owner: &OwnerFn<'_>,
+) -> Result<(), SnapshotError> {
     let mut dirs = Vec::new();
-    let mut links: std::collections::HashMap<(u64, u64), std::path::PathBuf> =
-        std::collections::HashMap::new();
+    let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
     for e in walkdir::WalkDir::new(src).sort_by_file_name() {
-        let e = e.map_err(io::Error::from)?;
+        let e = e.map_err(|e| SnapshotError::Io {
+            op: "walk",
+            path: src.to_owned(),
+            source: e.into(),
+        })?;
         let rel = e.path().strip_prefix(src).unwrap_or(e.path());
         let d = dst.join(rel);
-        let md = std::fs::symlink_metadata(e.path())?;
+        let md =
+            std::fs::symlink_metadata(e.path()).map_err(SnapshotError::io("stat", e.path()))?;
+        let ids = owner(rel, &md)?;
         if md.is_dir() {
             if !rel.as_os_str().is_empty() {
-                std::fs::create_dir(&d)?;
+                std::fs::create_dir(&d).map_err(SnapshotError::io("create dir", &d))?;
             }
-            dirs.push((e.path().to_owned(), d, md));
+            dirs.push((e.path().to_owned(), d, md, ids));
             continue;
         }
         if md.nlink() > 1 {
             if let Some(first) = links.get(&(md.dev(), md.ino())) {
-                std::fs::hard_link(first, &d)?;
+                std::fs::hard_link(first, &d).map_err(SnapshotError::io("hard link", &d))?;
                 continue;
             }
             links.insert((md.dev(), md.ino()), d.clone());
         }
-        copy_entry(e.path(), &d)?;
+        copy_entry_owned(e.path(), &d, Some(ids)).map_err(SnapshotError::io("copy", &d))?;
     }
-    for (s, d, md) in dirs.iter().rev() {
-        copy_metadata(s, d, md, None)?;
+    // Directory metadata last: creating children would bump the mtime again.
+    for (s, d, md, ids) in dirs.iter().rev() {
+        copy_metadata(s, d, md, Some(*ids)).map_err(SnapshotError::io("set dir metadata", d))?;
     }
     Ok(())
 }

@@ -54,8 +54,11 @@
 //!   hard-linked layer (deletions carried out). Only mounts use the flattened layer:
 //!   merges replay histories walked through parent and input links, so deletions stay
 //!   entities however deep the stack.
-//! - **ID-mapped copies** are full copies (reflinked where the file system can) with
-//!   shifted owners, as one new layer; an id outside the map is an error naming the file.
+//! - **ID-mapped copies.** Overlay driver: a child of the source with no layer of its own,
+//!   whose mounts show the source's layers through kernel ID-mapped mounts (no data copied,
+//!   no inode written; a full copy only where the kernel cannot). Copy driver: a full copy
+//!   (reflinked where the file system can) with shifted owners. Either way an id outside the
+//!   map is an error naming the file, and hard links stay hard links.
 
 mod apply;
 mod cancel;
@@ -65,6 +68,7 @@ mod diff;
 mod error;
 mod fsutil;
 mod idmap;
+mod idmount;
 mod merge;
 mod meta;
 mod mount;
@@ -85,7 +89,7 @@ pub use diff::{Change, ChangeKind, diff_dirs, overlay_upper_changes};
 pub use error::{ApplyError, SnapshotError};
 pub use idmap::{IdMap, IdMapping};
 pub use merge::MergeStats;
-pub use mount::{MountGuard, Mounts, OVERLAY_MAX_LOWERS};
+pub use mount::{Lower, MountGuard, Mounts, OVERLAY_MAX_LOWERS};
 pub use overlay::OverlaySnapshotter;
 pub use probe::{AnySnapshotter, DriverChoice, overlay_works, probe};
 pub use snapshotter::{SnapshotId, SnapshotInfo, SnapshotKind, Snapshotter, Usage};

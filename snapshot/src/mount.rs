@@ -2,18 +2,22 @@
 //! `fsconfig("lowerdir+")`, Linux ≥ 6.8), which takes one lower per call, so a stack is
 //! never limited by the one-page `mount(2)` option string (containerd's
 //! `compactLowerdirOption` problem). Older kernels fall back to `mount(2)` when the options
-//! fit in a page.
+//! fit in a page. A lower with an id map (a layer of an overlay ID-mapped copy) is passed as
+//! the fd of an ID-mapped clone of its dir (see `idmount`); such a stack has no `mount(2)`
+//! form.
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::CWD;
 use rustix::mount::{
     FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags,
-    fsconfig_create, fsconfig_set_string, fsmount, fsopen, mount, mount_bind, mount_remount,
-    move_mount, unmount,
+    fsconfig_create, fsconfig_set_fd, fsconfig_set_string, fsmount, fsopen, mount, mount_bind,
+    mount_remount, move_mount, unmount,
 };
 
 use crate::error::SnapshotError;
+use crate::idmap::IdMap;
 
 /// The kernel's hard cap on overlay lower layers (`OVL_MAX_STACK`); deeper stacks are
 /// flattened by the overlay driver.
@@ -28,6 +32,20 @@ const LAYER_SAFE_OPTIONS: [(&str, &str); 3] = [
     ("index", "off"),
 ];
 
+/// One overlay lower layer: a directory, seen through `idmap` when it has one (every owner
+/// shifted, by an ID-mapped mount; nothing on disk changes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lower {
+    pub dir: PathBuf,
+    pub idmap: Option<IdMap>,
+}
+
+impl From<PathBuf> for Lower {
+    fn from(dir: PathBuf) -> Lower {
+        Lower { dir, idmap: None }
+    }
+}
+
 /// How to mount one snapshot; pure data until [`Mounts::mount_at`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mounts {
@@ -36,7 +54,7 @@ pub enum Mounts {
     /// An overlay. `lowers` are listed top first, as overlay's `lowerdir=` wants them. With
     /// no `upper` the mount is read-only.
     Overlay {
-        lowers: Vec<PathBuf>,
+        lowers: Vec<Lower>,
         upper: Option<PathBuf>,
         work: Option<PathBuf>,
     },
@@ -50,21 +68,28 @@ impl Mounts {
         }
     }
 
-    /// The `mount(2)` shape (`type`, `source`, `options`) for an OCI runtime's `config.json`.
-    /// Long overlay stacks may exceed what `mount(2)` accepts; mount with [`Mounts::mount_at`]
-    /// and hand the runtime the path instead.
-    pub fn oci_mount(&self) -> (&'static str, PathBuf, Vec<String>) {
+    /// Whether a lower is ID-mapped (then only [`Mounts::mount_at`] can mount it).
+    pub fn idmapped(&self) -> bool {
+        matches!(self, Mounts::Overlay { lowers, .. } if lowers.iter().any(|l| l.idmap.is_some()))
+    }
+
+    /// The `mount(2)` shape (`type`, `source`, `options`) for an OCI runtime's `config.json`;
+    /// `None` for ID-mapped lowers, which `mount(2)` options cannot express. Long overlay
+    /// stacks may exceed what `mount(2)` accepts; in both cases mount with
+    /// [`Mounts::mount_at`] and hand the runtime the path instead.
+    pub fn oci_mount(&self) -> Option<(&'static str, PathBuf, Vec<String>)> {
         match self {
             Mounts::Bind { source, readonly } => {
                 let mut o = vec!["rbind".to_owned()];
                 o.push(if *readonly { "ro" } else { "rw" }.to_owned());
-                ("bind", source.clone(), o)
+                Some(("bind", source.clone(), o))
             }
-            Mounts::Overlay { .. } => (
+            Mounts::Overlay { .. } if self.idmapped() => None,
+            Mounts::Overlay { .. } => Some((
                 "overlay",
                 PathBuf::from("overlay"),
                 vec![self.overlay_options()],
-            ),
+            )),
         }
     }
 
@@ -79,7 +104,7 @@ impl Mounts {
         };
         let lowers: Vec<String> = lowers
             .iter()
-            .map(|p| p.to_string_lossy().into_owned())
+            .map(|l| l.dir.to_string_lossy().into_owned())
             .collect();
         let mut s = format!("lowerdir={}", lowers.join(":"));
         for (k, v) in LAYER_SAFE_OPTIONS {
@@ -105,10 +130,7 @@ impl Mounts {
                     source,
                 };
                 mount_bind(source, target).map_err(|e| err(e.into()))?;
-                let guard = MountGuard {
-                    target: target.to_owned(),
-                    armed: true,
-                };
+                let guard = MountGuard::attached(target);
                 if *readonly {
                     mount_remount(target, MountFlags::BIND | MountFlags::RDONLY, "")
                         .map_err(|e| err(e.into()))?;
@@ -120,11 +142,12 @@ impl Mounts {
                 upper,
                 work,
             } => {
-                mount_overlay(lowers, upper.as_deref(), work.as_deref(), target)
+                let idmapped = crate::idmount::clone_lowers(lowers)?;
+                mount_overlay(lowers, &idmapped, upper.as_deref(), work.as_deref(), target)
                     .or_else(|e| {
                         // Old kernels have no `lowerdir+`; `mount(2)` works when the options fit.
                         let opts = self.overlay_options();
-                        if opts.len() < 4096 - 512 {
+                        if opts.len() < 4096 - 512 && !self.idmapped() {
                             let c = std::ffi::CString::new(opts)
                                 .map_err(|_| rustix::io::Errno::INVAL)?;
                             mount(
@@ -143,24 +166,27 @@ impl Mounts {
                         target: target.to_owned(),
                         source: e.into(),
                     })?;
-                Ok(MountGuard {
-                    target: target.to_owned(),
-                    armed: true,
-                })
+                Ok(MountGuard::attached(target))
             }
         }
     }
 }
 
+/// `idmapped[i]`, when set, is the ID-mapped clone to use for `lowers[i]`; the clones must
+/// stay open until the overlay is created (it takes its own private copies of its layers).
 fn mount_overlay(
-    lowers: &[PathBuf],
+    lowers: &[Lower],
+    idmapped: &[Option<OwnedFd>],
     upper: Option<&Path>,
     work: Option<&Path>,
     target: &Path,
 ) -> rustix::io::Result<()> {
     let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
-    for l in lowers {
-        fsconfig_set_string(&fs, "lowerdir+", l.as_path())?;
+    for (l, clone) in lowers.iter().zip(idmapped) {
+        match clone {
+            Some(fd) => fsconfig_set_fd(&fs, "lowerdir+", fd)?,
+            None => fsconfig_set_string(&fs, "lowerdir+", l.dir.as_path())?,
+        }
     }
     for (k, v) in LAYER_SAFE_OPTIONS {
         fsconfig_set_string(&fs, k, v)?;
@@ -197,6 +223,14 @@ pub struct MountGuard {
 }
 
 impl MountGuard {
+    /// Takes charge of the mount now at `target`.
+    pub(crate) fn attached(target: &Path) -> MountGuard {
+        MountGuard {
+            target: target.to_owned(),
+            armed: true,
+        }
+    }
+
     pub fn path(&self) -> &Path {
         &self.target
     }
@@ -249,11 +283,21 @@ pub(crate) fn with_mounted<T>(
     if let Mounts::Bind { source, .. } = mounts {
         return f(source);
     }
+    with_mount_point(scratch, |dir| mounts.mount_at(dir), f)
+}
+
+/// Runs `mount` on a fresh temp dir under `scratch`, `f` on the mounted dir, then unmounts
+/// (and removes the dir) whatever `f` returned.
+pub(crate) fn with_mount_point<T>(
+    scratch: &Path,
+    mount: impl FnOnce(&Path) -> Result<MountGuard, SnapshotError>,
+    f: impl FnOnce(&Path) -> Result<T, SnapshotError>,
+) -> Result<T, SnapshotError> {
     let dir = tempfile::Builder::new()
         .prefix("mnt-")
         .tempdir_in(scratch)
         .map_err(SnapshotError::io("create mount point", scratch))?;
-    let guard = mounts.mount_at(dir.path())?;
+    let guard = mount(dir.path())?;
     let out = f(dir.path());
     guard.unmount()?;
     out

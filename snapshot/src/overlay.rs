@@ -3,7 +3,10 @@
 //! against its parent read the layer dir; merges are lowerdir stacks (the concatenation of
 //! the inputs' layers, a repeated layer kept only at its topmost place, which overlay
 //! requires and which gives the same view), flattened by hard links when the stack would
-//! pass the kernel's 500 lowers.
+//! pass the kernel's 500 lowers. ID-mapped copies are children with no layer of their own
+//! whose stack is the source's, seen through ID-mapped mounts (see `idmapped`).
+
+mod idmapped;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,7 +18,7 @@ use crate::error::SnapshotError;
 use crate::idmap::IdMap;
 use crate::merge::{MergeStats, apply_changes_linked};
 use crate::meta::{LayerEntry, Meta};
-use crate::mount::{Mounts, OVERLAY_MAX_LOWERS, with_mounted};
+use crate::mount::{Lower, Mounts, OVERLAY_MAX_LOWERS, with_mounted};
 use crate::snapshotter::{SnapshotId, SnapshotInfo, SnapshotKind, Snapshotter, Usage};
 use crate::staging::StagedLayer;
 use crate::store::Store;
@@ -31,9 +34,7 @@ pub struct OverlaySnapshotter {
 }
 
 fn layers(ids: impl IntoIterator<Item = SnapshotId>) -> Vec<LayerEntry> {
-    ids.into_iter()
-        .map(|id| LayerEntry { id, base: None })
-        .collect()
+    ids.into_iter().map(LayerEntry::plain).collect()
 }
 
 /// Keeps each layer only at its topmost position (overlay refuses a dir twice).
@@ -63,8 +64,28 @@ impl OverlaySnapshotter {
         self
     }
 
-    fn lower_dirs(&self, ls: &[LayerEntry]) -> Vec<PathBuf> {
-        ls.iter().rev().map(|l| self.store.fs(&l.id)).collect()
+    /// Overlay lowers for a stack (given lowest first), top first as overlay wants them.
+    fn lowers(&self, ls: &[LayerEntry]) -> Vec<Lower> {
+        ls.iter()
+            .rev()
+            .map(|l| Lower {
+                dir: self.store.fs(&l.id),
+                idmap: l.idmap.clone(),
+            })
+            .collect()
+    }
+
+    /// A read-only overlay of `lowers`; it needs two lowers, and the empty dir also hides
+    /// whiteouts that a bind mount of a single layer would show as device nodes.
+    fn read_only(&self, mut lowers: Vec<Lower>) -> Mounts {
+        if lowers.len() < 2 {
+            lowers.push(self.store.empty().into());
+        }
+        Mounts::Overlay {
+            lowers,
+            upper: None,
+            work: None,
+        }
     }
 
     fn mounts_for(&self, id: &SnapshotId, m: &Meta) -> Mounts {
@@ -78,25 +99,13 @@ impl OverlaySnapshotter {
                     }
                 } else {
                     Mounts::Overlay {
-                        lowers: self.lower_dirs(&m.layers),
+                        lowers: self.lowers(&m.layers),
                         upper: Some(dir.join("fs")),
                         work: Some(dir.join("work")),
                     }
                 }
             }
-            SnapshotKind::View | SnapshotKind::Committed => {
-                let mut lowers = self.lower_dirs(&m.layers);
-                // A read-only overlay needs two lowers; the empty dir also hides whiteouts
-                // that a bind mount of a single layer would show as device nodes.
-                if lowers.len() < 2 {
-                    lowers.push(self.store.empty());
-                }
-                Mounts::Overlay {
-                    lowers,
-                    upper: None,
-                    work: None,
-                }
-            }
+            SnapshotKind::View | SnapshotKind::Committed => self.read_only(self.lowers(&m.layers)),
         }
     }
 
@@ -133,6 +142,7 @@ impl OverlaySnapshotter {
             kind: SnapshotKind::Committed,
             parent: None,
             inputs: Vec::new(),
+            idmap: None,
             layers: layers([flat.clone()]),
         };
         match self.store.publish(staged, &flat, &meta) {
@@ -143,7 +153,9 @@ impl OverlaySnapshotter {
 
     /// Hard-links a stack into one layer dir. The result is mounted over nothing, where a
     /// whiteout would show up in `readdir`, so deletions are carried out, not recorded
-    /// (merges still see them: they replay histories, not mount stacks).
+    /// (merges still see them: they replay histories, not mount stacks). A layer with an id
+    /// map is read through an ID-mapped mount of it; `link(2)` cannot cross mounts, so its
+    /// files are copied (reflinked where possible) with the shifted owners.
     fn link_layers(
         &self,
         stack: &[LayerEntry],
@@ -151,16 +163,17 @@ impl OverlaySnapshotter {
         stats: &mut MergeStats,
     ) -> Result<(), SnapshotError> {
         for l in stack {
-            let src = self.store.fs(&l.id);
-            let changes = overlay_upper_changes(&src, None)?;
-            apply_changes_linked(
-                &changes,
-                &src,
-                dest,
-                WhiteoutMode::Delete,
-                &Cancel::never(),
-                stats,
-            )?;
+            self.with_layer(l, |src| {
+                let changes = overlay_upper_changes(src, None)?;
+                apply_changes_linked(
+                    &changes,
+                    src,
+                    dest,
+                    WhiteoutMode::Delete,
+                    &Cancel::never(),
+                    stats,
+                )
+            })?;
         }
         Ok(())
     }
@@ -208,19 +221,7 @@ impl OverlaySnapshotter {
         if below.is_empty() {
             return fix(&self.store.empty());
         }
-        let mut lowers = self.lower_dirs(below);
-        if lowers.len() < 2 {
-            lowers.push(self.store.empty());
-        }
-        with_mounted(
-            &Mounts::Overlay {
-                lowers,
-                upper: None,
-                work: None,
-            },
-            &self.store.mnt(),
-            fix,
-        )
+        with_mounted(&self.read_only(self.lowers(below)), &self.store.mnt(), fix)
     }
 
     fn create(
@@ -234,10 +235,14 @@ impl OverlaySnapshotter {
         let staged = self.store.stage()?;
         let work = staged.dir().join("work");
         std::fs::create_dir(&work).map_err(SnapshotError::io("create dir", &work))?;
+        if kind == SnapshotKind::Active {
+            self.own_root_like_stack(&staged.path(), &layers)?;
+        }
         let meta = Meta {
             kind,
             parent: parent.cloned(),
             inputs: Vec::new(),
+            idmap: None,
             layers,
         };
         self.store.publish(staged, key, &meta)?;
@@ -256,16 +261,9 @@ impl OverlaySnapshotter {
         let m = self.store.meta(id)?;
         let mounts = match m.kind {
             SnapshotKind::Active => {
-                let mut lowers = vec![self.store.fs(id)];
-                lowers.extend(self.lower_dirs(&m.layers));
-                if lowers.len() < 2 {
-                    lowers.push(self.store.empty());
-                }
-                Mounts::Overlay {
-                    lowers,
-                    upper: None,
-                    work: None,
-                }
+                let mut lowers = vec![Lower::from(self.store.fs(id))];
+                lowers.extend(self.lowers(&m.layers));
+                self.read_only(lowers)
             }
             _ => self.mounts_for(id, &m),
         };
@@ -374,14 +372,12 @@ impl Snapshotter for OverlaySnapshotter {
             source: e.into(),
         })?;
         let mut ls = m.layers;
-        ls.push(LayerEntry {
-            id: name.clone(),
-            base: None,
-        });
+        ls.push(LayerEntry::plain(name.clone()));
         Meta {
             kind: SnapshotKind::Committed,
             parent: m.parent,
             inputs: Vec::new(),
+            idmap: None,
             layers: ls,
         }
         .write(&to)?;
@@ -425,10 +421,7 @@ impl Snapshotter for OverlaySnapshotter {
         self.store.ensure_absent(name)?;
         let mut ls = self.parent_layers(parent)?;
         self.normalize_layer(&staged.path(), &ls)?;
-        ls.push(LayerEntry {
-            id: name.clone(),
-            base: None,
-        });
+        ls.push(LayerEntry::plain(name.clone()));
         self.store.publish(
             staged,
             name,
@@ -436,6 +429,7 @@ impl Snapshotter for OverlaySnapshotter {
                 kind: SnapshotKind::Committed,
                 parent: parent.cloned(),
                 inputs: Vec::new(),
+                idmap: None,
                 layers: ls,
             },
         )
@@ -462,6 +456,7 @@ impl Snapshotter for OverlaySnapshotter {
             kind: SnapshotKind::Committed,
             parent: None,
             inputs: inputs.to_vec(),
+            idmap: None,
             layers: stack,
         };
         self.store.publish(staged, key, &meta)
@@ -505,22 +500,6 @@ impl Snapshotter for OverlaySnapshotter {
         source: &SnapshotId,
         map: &IdMap,
     ) -> Result<(), SnapshotError> {
-        self.store.ensure_absent(key)?;
-        self.store.committed(source)?;
-        let staged = self.store.stage()?;
-        let dest = staged.path();
-        self.with_view(Some(source), |view| {
-            crate::idmap::copy_shifted(view, &dest, map)
-        })?;
-        self.store.publish(
-            staged,
-            key,
-            &Meta {
-                kind: SnapshotKind::Committed,
-                parent: None,
-                inputs: Vec::new(),
-                layers: layers([key.clone()]),
-            },
-        )
+        self.idmapped_child(key, source, map)
     }
 }

@@ -114,7 +114,7 @@ pub fn overlay_works(root: &Path) -> Result<(), String> {
         .map_err(Into::into),
     )?;
     let m = Mounts::Overlay {
-        lowers: vec![p.join("l2"), p.join("l1")],
+        lowers: vec![p.join("l2").into(), p.join("l1").into()],
         upper: Some(p.join("u")),
         work: Some(p.join("w")),
     };

@@ -185,7 +185,23 @@ pub trait Snapshotter: Send + Sync {
     ) -> Result<LayerDescriptor, SnapshotError>;
 
     /// Creates committed snapshot `key` with the contents of `source` and every owner
-    /// shifted through `map` (for user-namespaced execs).
+    /// shifted through `map` (for user-namespaced execs: the process's root, container uid 0,
+    /// is a host uid, and must own what the image's root owned).
+    ///
+    /// Both drivers: every entry (files, dirs, symlinks, device nodes, FIFOs) keeps its type,
+    /// mode, times, xattrs and contents; hard links stay hard links; `source` is unchanged;
+    /// an owner `map` lacks fails with `Unmapped` naming the entry, and nothing is created.
+    /// The result behaves like any committed snapshot: `prepare` on it, `commit`, `diff`,
+    /// `write_diff` (the tar carries the shifted owners), `merge`, `remove`, reopen.
+    ///
+    /// - **Overlay:** a child of `source` (`stat().parent == Some(source)`) with no layer of
+    ///   its own: its `layers` are `source`'s, mounted through kernel ID-mapped mounts, so
+    ///   no data is copied and no inode written, whatever the size. As for any child,
+    ///   `source` must outlive it (rule 5). `Mounts::oci_mount` has no form for it: mount
+    ///   with `mount_at`. Where the kernel or file system cannot do ID-mapped mounts, or
+    ///   refuses `map` (overlapping ranges), it falls back to the copy driver's result.
+    /// - **Copy:** a full copy (reflinked where the file system can) with `parent == None`,
+    ///   independent of `source`.
     fn idmapped_copy(
         &self,
         key: &SnapshotId,

@@ -101,19 +101,33 @@ impl Store {
     }
 
     /// Every layer the contents of committed `id` came from, lowest first: the parent
-    /// chain, with merges expanded into their inputs' histories. `base` is the snapshot the
-    /// layer was made on (what to diff it against). Walked iteratively along parents, so a
-    /// 10,000-deep chain costs 10,000 small reads and no deep recursion.
+    /// chain, with merges expanded into their inputs' histories and an overlay ID-mapped
+    /// copy into its source's history seen through its map (it has no layer of its own).
+    /// `base` is the snapshot the layer was made on (what to diff it against). Walked
+    /// iteratively along parents, so a 10,000-deep chain costs 10,000 small reads and no
+    /// deep recursion.
     pub fn history(&self, id: &SnapshotId) -> Result<Vec<LayerEntry>, SnapshotError> {
         let mut chain = Vec::new();
         let mut cur = id.clone();
         loop {
             let m = self.committed(&cur)?;
-            if !m.inputs.is_empty() {
-                let mut h = Vec::new();
-                for i in &m.inputs {
-                    h.extend(self.history(i)?);
+            let below = match (&m.idmap, &m.parent) {
+                (Some(map), Some(source)) => Some(
+                    self.history(source)?
+                        .into_iter()
+                        .map(|l| l.seen_through(map))
+                        .collect(),
+                ),
+                _ if !m.inputs.is_empty() => {
+                    let mut h = Vec::new();
+                    for i in &m.inputs {
+                        h.extend(self.history(i)?);
+                    }
+                    Some(h)
                 }
+                _ => None,
+            };
+            if let Some(mut h) = below {
                 chain.reverse();
                 h.extend(chain);
                 return Ok(h);
@@ -121,6 +135,7 @@ impl Store {
             chain.push(LayerEntry {
                 id: cur.clone(),
                 base: m.parent.clone(),
+                idmap: None,
             });
             match m.parent {
                 Some(p) => cur = p,

@@ -5,6 +5,7 @@
 mod apply;
 mod crash;
 mod drivers;
+mod idmapped;
 mod layers;
 mod model;
 

@@ -113,39 +113,79 @@ impl TarBuilder {
 
 /// What a tree holds, for comparisons: path → description.
 pub fn tree(root: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for e in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
-        let e = e.unwrap();
-        let rel = e
-            .path()
-            .strip_prefix(root)
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
-        let md = std::fs::symlink_metadata(e.path()).unwrap();
-        let ft = md.file_type();
-        let d = if ft.is_dir() {
-            "dir".to_string()
-        } else if ft.is_symlink() {
-            format!(
-                "symlink:{}",
-                std::fs::read_link(e.path()).unwrap().display()
-            )
-        } else if ft.is_file() {
-            format!(
-                "file:{}",
-                String::from_utf8_lossy(&std::fs::read(e.path()).unwrap())
-            )
-        } else if ft.is_char_device() {
-            format!("char:{}", md.rdev())
-        } else if ft.is_fifo() {
-            "fifo".to_string()
-        } else {
-            "other".to_string()
-        };
-        out.insert(rel, d);
+    walk(root)
+        .map(|(rel, p, md)| (rel, describe(&p, &md)))
+        .collect()
+}
+
+/// One entry with the metadata an ID-mapped copy must keep (type, contents, mode, mtime)
+/// or shift (owner); `ino` tells hard links apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub desc: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub mtime: i64,
+    pub ino: u64,
+}
+
+/// [`tree`] with owners, modes, mtimes and inode numbers; the root itself is `""`.
+pub fn owned_tree(root: &Path) -> BTreeMap<String, Entry> {
+    let md = std::fs::symlink_metadata(root).unwrap();
+    let root_entry = (String::new(), root.to_owned(), md);
+    std::iter::once(root_entry)
+        .chain(walk(root))
+        .map(|(rel, p, md)| {
+            let e = Entry {
+                desc: describe(&p, &md),
+                uid: md.uid(),
+                gid: md.gid(),
+                mode: md.mode(),
+                mtime: md.mtime(),
+                ino: md.ino(),
+            };
+            (rel, e)
+        })
+        .collect()
+}
+
+fn walk(root: &Path) -> impl Iterator<Item = (String, std::path::PathBuf, std::fs::Metadata)> + '_ {
+    walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .sort_by_file_name()
+        .into_iter()
+        .map(move |e| {
+            let e = e.unwrap();
+            let rel = e
+                .path()
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let md = std::fs::symlink_metadata(e.path()).unwrap();
+            (rel, e.path().to_owned(), md)
+        })
+}
+
+fn describe(p: &Path, md: &std::fs::Metadata) -> String {
+    let ft = md.file_type();
+    if ft.is_dir() {
+        "dir".to_string()
+    } else if ft.is_symlink() {
+        format!("symlink:{}", std::fs::read_link(p).unwrap().display())
+    } else if ft.is_file() {
+        format!(
+            "file:{}",
+            String::from_utf8_lossy(&std::fs::read(p).unwrap())
+        )
+    } else if ft.is_char_device() {
+        format!("char:{}", md.rdev())
+    } else if ft.is_fifo() {
+        "fifo".to_string()
+    } else {
+        "other".to_string()
     }
-    out
 }
 
 /// Mount points still present below `under` (tests must not leak mounts).
