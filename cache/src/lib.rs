@@ -34,6 +34,7 @@ pub mod descriptor;
 pub mod export;
 pub mod reference;
 pub mod registry;
+pub mod remote;
 
 /// The snapshotter the cache is built on, for callers that mount what refs give them.
 pub use cairn_snapshot as snapshot;

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::args::{
     BuildArg, BuildArgs, CommonSolveFlags, OutputArg, Secret, SecretSource, SolveArgs,
 };
+use crate::cache_io::CachePlan;
 use crate::config::{Runtime, SnapshotterChoice};
 use crate::exit::UsageError;
 use crate::progress::{FailureInfo, ProgressSession, SourceExcerpt, stderr_renderer};
@@ -191,6 +192,7 @@ struct Job {
     outputs: Vec<ExportSpec>,
     meta: ImageMeta,
     epoch: Option<i64>,
+    caches: CachePlan,
 }
 
 /// Solves the job's graph and writes its outputs, with the progress display running.
@@ -208,14 +210,17 @@ async fn solve_and_export(
         outputs,
         meta,
         epoch,
+        caches,
     } = job;
     let (definition, outputs, meta) = (&definition, &outputs[..], &meta);
     let progress = ProgressSession::start(stderr_renderer(common.progress.resolve_for_stderr()));
+    let imports = caches.import(worker, &progress.sender()).await;
     let opts = SolveOptions {
         no_cache: common.no_cache,
         max_parallelism: common.max_parallelism.map(std::num::NonZeroUsize::get),
         progress: Some(progress.sender()),
         cancel: cancel.clone(),
+        imports,
     };
     let solved = worker.solve(&graph, Arc::new(session), opts).await;
     let mut metadata = serde_json::Map::new();
@@ -235,6 +240,9 @@ async fn solve_and_export(
                         break;
                     }
                 }
+            }
+            if res.is_ok() {
+                res = caches.export(worker, out, epoch, &progress.sender()).await;
             }
             res
         }
@@ -313,6 +321,7 @@ pub async fn build(
     let secrets = read_secrets(&args.secrets)?;
     let build_args = BuildArg::resolve(&args.build_args, |k| std::env::var(k).ok());
     let epoch = source_date_epoch(&build_args)?;
+    let caches = CachePlan::new(&args.cache_from, &args.cache_to)?;
     let mut outputs = specs(&args.outputs);
     let names: Vec<String> = args.tags.iter().map(|t| t.0.clone()).collect();
     if !names.is_empty() {
@@ -367,6 +376,7 @@ pub async fn build(
         outputs,
         meta,
         epoch,
+        caches,
     };
     solve_and_export(&worker, &settings, job, &args.common, cancel).await
 }
@@ -414,6 +424,7 @@ pub async fn solve(
         outputs,
         meta: ImageMeta::default(),
         epoch: source_date_epoch(&Default::default())?,
+        caches: CachePlan::default(),
     };
     solve_and_export(&worker, &settings, job, &args.common, cancel).await
 }

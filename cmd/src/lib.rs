@@ -11,6 +11,7 @@
 
 pub mod args;
 pub mod build;
+pub mod cache_io;
 pub mod cli;
 pub mod config;
 pub mod du;

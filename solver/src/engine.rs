@@ -38,7 +38,7 @@ use crate::key::{CacheKey, KeyBuilder};
 use crate::op::{CacheMap, ExecCtx, OpCtx};
 use crate::progress::{ProgressWriter, SolveStatus, Timestamp, VertexEvent};
 use crate::result::ResultRef;
-use crate::storage::{CacheKeyStorage, CacheRecord, ResultStore};
+use crate::storage::{CacheKeyStorage, CacheRecord, ImportedCache, ResultStore};
 
 /// Engine-wide settings.
 #[derive(Debug, Clone)]
@@ -66,6 +66,9 @@ pub struct SolveOptions {
     pub progress: Option<UnboundedSender<SolveStatus>>,
     /// Cancels the solve when triggered.
     pub cancel: CancellationToken,
+    /// Caches imported for this solve (`--cache-from`), asked in order after a local miss.
+    /// A hit there is recorded locally too, so the next build hits without the import.
+    pub imports: Vec<Arc<dyn ImportedCache>>,
 }
 
 /// What a finished solve hands back.
@@ -80,18 +83,84 @@ pub struct SolveOutput {
     graph: Arc<VertexGraph>,
     target: VertexId,
     cache_maps: Vec<Option<Arc<CacheMap>>>,
+    keys: Vec<Option<Arc<KeyInfo>>>,
+    outputs: Vec<Option<Arc<Vec<ResultRef>>>>,
+    imports: Vec<Arc<dyn ImportedCache>>,
+}
+
+/// What a solve knows about one vertex below its target: the material of a cache export.
+#[derive(Debug, Clone)]
+pub struct VertexKeys {
+    pub vertex: VertexId,
+    pub name: String,
+    /// The definition-based key, when it differs from `canonical` (content-keyed ops).
+    pub fast: Option<CacheKey>,
+    /// The key downstream keys are built from, and the one results are stored under.
+    pub canonical: CacheKey,
+    /// The outputs, when this solve loaded or made them (vertices below a cache hit were
+    /// never needed; their results are in the cache storage under `canonical`).
+    pub outputs: Option<Arc<Vec<ResultRef>>>,
+    /// See [`CacheMap::machine_local`].
+    pub machine_local: bool,
 }
 
 impl SolveOutput {
     /// Cache options for `keys` found from the target up through its ancestors, as the
-    /// exporter needs them for lazy layers (first match per key, depth-first).
+    /// exporter needs them for lazy layers (first match per key, depth-first), then in
+    /// the solve's imported caches.
     pub fn ancestor_cache_opts(&self, keys: &[String]) -> CacheOpts {
-        walk_ancestors(&self.graph, self.target, keys, |v| {
+        let mut found = walk_ancestors(&self.graph, self.target, keys, |v| {
             self.cache_maps
                 .get(v.index())
                 .and_then(|c| c.as_ref())
                 .map(|c| &c.opts)
-        })
+        });
+        add_import_opts(&mut found, &self.imports, keys);
+        found
+    }
+
+    /// Every vertex whose key the solve computed, inputs before the vertices that use
+    /// them. Random keys (work that is never cached) are left out.
+    pub fn vertex_keys(&self) -> Vec<VertexKeys> {
+        let mut out = Vec::new();
+        // Inputs are added to a graph before the vertices using them: index order is
+        // topological.
+        for v in (0..self.graph.len()).map(VertexId::from_index) {
+            let Some(Some(k)) = self.keys.get(v.index()) else {
+                continue;
+            };
+            if k.canonical.is_random() {
+                continue;
+            }
+            let Some(vertex) = self.graph.vertex(v) else {
+                continue;
+            };
+            out.push(VertexKeys {
+                vertex: v,
+                name: vertex.name.clone(),
+                fast: k.fast.clone().filter(|f| *f != k.canonical),
+                canonical: k.canonical.clone(),
+                outputs: self.outputs.get(v.index()).cloned().flatten(),
+                machine_local: self
+                    .cache_maps
+                    .get(v.index())
+                    .and_then(|c| c.as_ref())
+                    .is_some_and(|c| c.machine_local),
+            });
+        }
+        out
+    }
+}
+
+/// Adds the imports' options for `keys` not found yet (nearer sources win).
+fn add_import_opts(found: &mut CacheOpts, imports: &[Arc<dyn ImportedCache>], keys: &[String]) {
+    for k in keys {
+        if found.get(k).is_some() {
+            continue;
+        }
+        if let Some(v) = imports.iter().find_map(|i| i.opts().get(k)) {
+            found.insert(k.clone(), Arc::clone(v));
+        }
     }
 }
 
@@ -148,7 +217,15 @@ type KeyFuture = Either<Ready<Result<Arc<KeyInfo>, SolveError>>, Memo<Arc<KeyInf
 struct KeyInfo {
     canonical: CacheKey,
     fast: Option<CacheKey>,
-    hit: Option<CacheRecord>,
+    hit: Option<Hit>,
+}
+
+/// A record found for a key, and where: the local storage (`import: None`) or one of the
+/// solve's imported caches, whose result ids only that import can load.
+#[derive(Debug, Clone)]
+struct Hit {
+    record: CacheRecord,
+    import: Option<usize>,
 }
 
 enum FastOutcome {
@@ -196,6 +273,7 @@ struct SolveState {
     permits: Arc<Semaphore>,
     progress: Option<UnboundedSender<SolveStatus>>,
     tasks: Mutex<Vec<AbortHandle>>,
+    imports: Vec<Arc<dyn ImportedCache>>,
 }
 
 impl Drop for SolveState {
@@ -316,6 +394,7 @@ impl Solver {
             permits: Arc::new(Semaphore::new(parallelism)),
             progress: opts.progress,
             tasks: Mutex::new(Vec::new()),
+            imports: opts.imports,
         });
         let guard = AbortOnDrop(Arc::clone(&state));
         state.precompute_keys(target.vertex);
@@ -336,6 +415,29 @@ impl Solver {
             .iter()
             .map(|v| v.cache_map.get().cloned())
             .collect();
+        let keys = state
+            .vertices
+            .iter()
+            .map(|v| {
+                v.key_ready.get().cloned().or_else(|| {
+                    v.key
+                        .get()
+                        .and_then(|m| m.peek().cloned())
+                        .and_then(Result::ok)
+                })
+            })
+            .collect();
+        let outputs = state
+            .vertices
+            .iter()
+            .map(|v| {
+                v.result
+                    .get()
+                    .and_then(|m| m.peek().cloned())
+                    .and_then(Result::ok)
+                    .map(|r| Arc::clone(&r.outputs))
+            })
+            .collect();
         Ok(SolveOutput {
             result,
             key: key.canonical.output(target.output),
@@ -343,6 +445,9 @@ impl Solver {
             graph,
             target: target.vertex,
             cache_maps,
+            keys,
+            outputs,
+            imports: state.imports.clone(),
         })
     }
 }
@@ -550,19 +655,13 @@ impl SolveState {
         }
         if let Some(f) = &fast
             && !self.ignores_cache(v)
+            && let Some(hit) = self.find_record(v, f)?
         {
-            let hit = self
-                .shared
-                .keys
-                .get(f)
-                .map_err(|e| self.storage_error(v, f, e))?;
-            if let Some(rec) = hit {
-                return Ok(FastOutcome::Done(Arc::new(KeyInfo {
-                    canonical: rec.canonical.clone(),
-                    fast,
-                    hit: Some(rec),
-                })));
-            }
+            return Ok(FastOutcome::Done(Arc::new(KeyInfo {
+                canonical: hit.record.canonical.clone(),
+                fast,
+                hit: Some(hit),
+            })));
         }
         Ok(FastOutcome::NeedsContent { fast, slow_deps })
     }
@@ -736,6 +835,65 @@ impl SolveState {
         }))
     }
 
+    /// The record of `key`: the local storage's, else the first import's that has one.
+    fn find_record(&self, v: VertexId, key: &CacheKey) -> Result<Option<Hit>, SolveError> {
+        if let Some(record) = self
+            .shared
+            .keys
+            .get(key)
+            .map_err(|e| self.storage_error(v, key, e))?
+        {
+            return Ok(Some(Hit {
+                record,
+                import: None,
+            }));
+        }
+        Ok(self.imports.iter().enumerate().find_map(|(i, imp)| {
+            imp.get(key).map(|record| Hit {
+                record,
+                import: Some(i),
+            })
+        }))
+    }
+
+    /// Loads the results of `hit`, falling back to the imports when the local results
+    /// are gone; `None` is a miss. Results that came from an import are stored locally
+    /// under the vertex's keys.
+    fn load_hit(
+        &self,
+        v: VertexId,
+        key: &KeyInfo,
+        hit: Hit,
+    ) -> Result<Option<Vec<ResultRef>>, SolveError> {
+        let mut candidates = vec![hit];
+        if candidates[0].import.is_none() {
+            candidates.extend(self.imports.iter().enumerate().filter_map(|(i, imp)| {
+                imp.get(&key.canonical).map(|record| Hit {
+                    record,
+                    import: Some(i),
+                })
+            }));
+        }
+        for c in candidates {
+            let loaded = match c.import.and_then(|i| self.imports.get(i)) {
+                None => self.load(v, &key.canonical, &c.record)?,
+                Some(imp) => self.load_with(v, &key.canonical, &c.record, |id| imp.load(id))?,
+            };
+            let Some(outputs) = loaded else { continue };
+            if c.import.is_some() {
+                self.store(&key.canonical, key.fast.as_ref(), &outputs)
+                    .map_err(|e| match e {
+                        WorkError::Storage { key, source } => self.storage_error(v, &key, source),
+                        WorkError::Op { source, log_tail } => {
+                            self.vertex_error(v, source, log_tail)
+                        }
+                    })?;
+            }
+            return Ok(Some(outputs));
+        }
+        Ok(None)
+    }
+
     /// Loads a record's results; `None` when one of them is gone (pruned): a miss.
     fn load(
         &self,
@@ -743,9 +901,19 @@ impl SolveState {
         key: &CacheKey,
         rec: &CacheRecord,
     ) -> Result<Option<Vec<ResultRef>>, SolveError> {
+        self.load_with(v, key, rec, |id| self.shared.results.load(id))
+    }
+
+    fn load_with(
+        &self,
+        v: VertexId,
+        key: &CacheKey,
+        rec: &CacheRecord,
+        load: impl Fn(&str) -> Result<ResultRef, StorageError>,
+    ) -> Result<Option<Vec<ResultRef>>, SolveError> {
         let mut out = Vec::with_capacity(rec.results.len());
         for id in &rec.results {
-            match self.shared.results.load(id) {
+            match load(id) {
                 Ok(r) => out.push(r),
                 Err(StorageError::NotFound { .. }) => return Ok(None),
                 Err(e) => return Err(self.storage_error(v, key, e)),
@@ -807,17 +975,13 @@ impl SolveState {
         let vertex = self.graph.vertex(v).ok_or(SolveError::UnknownVertex(v))?;
         let key = self.key_of(v).await?;
         if !self.ignores_cache(v) {
-            let rec = match &key.hit {
-                Some(rec) => Some(rec.clone()),
-                None if !key.canonical.is_random() => self
-                    .shared
-                    .keys
-                    .get(&key.canonical)
-                    .map_err(|e| self.storage_error(v, &key.canonical, e))?,
+            let hit = match &key.hit {
+                Some(hit) => Some(hit.clone()),
+                None if !key.canonical.is_random() => self.find_record(v, &key.canonical)?,
                 None => None,
             };
-            if let Some(rec) = rec
-                && let Some(outputs) = self.load(v, &key.canonical, &rec)?
+            if let Some(hit) = hit
+                && let Some(outputs) = self.load_hit(v, &key, hit)?
             {
                 let now = Some(Timestamp::now());
                 let started = self.take_open(v).or(now);
@@ -990,12 +1154,14 @@ impl SolveState {
     }
 
     fn ancestor_opts(&self, v: VertexId, keys: &[String]) -> CacheOpts {
-        walk_ancestors(&self.graph, v, keys, |a| {
+        let mut found = walk_ancestors(&self.graph, v, keys, |a| {
             self.vertices
                 .get(a.index())
                 .and_then(|s| s.cache_map.get())
                 .map(|c| &c.opts)
-        })
+        });
+        add_import_opts(&mut found, &self.imports, keys);
+        found
     }
 
     fn store(

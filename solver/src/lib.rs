@@ -24,7 +24,7 @@ pub mod storage;
 pub mod worker;
 
 pub use cache_opts::{CacheOpts, desc_handler_key, walk_ancestors};
-pub use engine::{SolveOptions, SolveOutput, Solver, SolverConfig};
+pub use engine::{SolveOptions, SolveOutput, Solver, SolverConfig, VertexKeys};
 pub use error::{OpError, SolveError, StorageError};
 pub use graph::{Edge, GraphError, ProgressGroup, Vertex, VertexGraph, VertexId};
 pub use key::CacheKey;
@@ -34,7 +34,7 @@ pub use progress::{
     ProgressWriter, SolveStatus, Stream, VertexEvent, VertexLog, VertexStatus, VertexWarning,
 };
 pub use result::{ResultRef, SolverResult, downcast};
-pub use storage::{CacheKeyStorage, CacheRecord, MemoryCache, ResultStore};
+pub use storage::{CacheKeyStorage, CacheRecord, ImportedCache, MemoryCache, ResultStore};
 
 /// What the CLI needs to parse `--output` before a solve: the exporter's own grammar, so the
 /// flag and the exporter can never disagree (the CLI may not depend on the cache crate).

@@ -47,6 +47,9 @@ pub struct CacheMap {
     pub deps: Vec<Dep>,
     /// Data found later by descendants through the ancestor walk (descriptor handlers).
     pub opts: CacheOpts,
+    /// The result depends on this machine's files (a local context's snapshot): it is
+    /// never exported to a remote cache, where no other machine could use it.
+    pub machine_local: bool,
 }
 
 /// What an op knows about itself while computing its cache map.

@@ -43,6 +43,19 @@ pub trait ResultStore: Send + Sync {
     fn load(&self, id: &str) -> Result<ResultRef, StorageError>;
 }
 
+/// Keys and results brought in from outside this machine's cache (a `--cache-from`
+/// import), consulted after the local storage misses.
+///
+/// Contract: `get` is a quick in-memory look-up; the ids in the records it returns are
+/// only meaningful to this import's `load`, which makes the results (lazy refs: nothing
+/// is downloaded) and may be called concurrently. `opts` holds what descendants need to
+/// fetch the results' lazy content (descriptor handlers), found after the ancestor walk.
+pub trait ImportedCache: Send + Sync + std::fmt::Debug {
+    fn get(&self, key: &CacheKey) -> Option<CacheRecord>;
+    fn load(&self, id: &str) -> Result<ResultRef, StorageError>;
+    fn opts(&self) -> &crate::cache_opts::CacheOpts;
+}
+
 /// An in-process cache for tests, benchmarks and `--no-state` runs.
 #[derive(Debug, Default)]
 pub struct MemoryCache {

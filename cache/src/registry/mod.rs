@@ -46,7 +46,7 @@ pub use blob::{BlobStream, BlobVerifier, ProgressFn};
 pub use config::{Endpoint, HostConfig, RegistryConfig};
 pub use error::RegistryError;
 pub use push::{BlobData, MountResult, PushOutcome};
-pub use resolve::{RawManifest, ResolvedImage};
+pub use resolve::{MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, RawManifest, ResolvedImage};
 
 use auth::{TokenCache, TokenReply};
 

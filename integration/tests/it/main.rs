@@ -11,3 +11,4 @@ mod lazy_pull;
 mod peer_bench;
 mod pull_bench;
 mod registry;
+mod remote_cache;

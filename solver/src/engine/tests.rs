@@ -94,6 +94,7 @@ impl Op for TestOp {
                 digest: (!self.random).then(|| Digest::of_bytes(self.label.as_bytes())),
                 deps,
                 opts: self.opts.clone(),
+                machine_local: false,
             })
         }
         .boxed()

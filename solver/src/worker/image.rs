@@ -106,6 +106,7 @@ impl Op for ImageSourceOp {
                 digest: Some(r.key.clone()),
                 deps: Vec::new(),
                 opts,
+                machine_local: false,
             })
         }
         .boxed()

@@ -300,6 +300,7 @@ impl Op for LocalSourceOp {
             *self.walked.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(entries));
             Ok(CacheMap {
                 digest: Some(digest),
+                machine_local: true,
                 ..CacheMap::default()
             })
         }

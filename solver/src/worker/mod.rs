@@ -13,6 +13,7 @@ mod image;
 mod local;
 mod merge;
 mod mount;
+mod remote_cache;
 mod result;
 mod setup;
 mod store;
@@ -39,7 +40,10 @@ use crate::graph::VertexGraph;
 use crate::load::{LoadError, load_llb};
 use crate::op::Op;
 
+pub use cairn_cache::remote::{CacheLocation, RemoteCacheError};
+pub use cairn_cache::snapshot::Compression as LayerCompression;
 pub use export::{ExportFailure, ImageMeta};
+pub use remote_cache::{CacheExportError, CacheExportReport, CacheExportSpec, CacheMode};
 pub use result::WorkerRef;
 
 /// What callers of the worker need from the layers below, so they depend on the solver
