@@ -228,7 +228,17 @@ async fn solve_and_export(
         Ok(out) => {
             let mut res = Ok(());
             for spec in outputs {
-                match worker.export(out, spec, meta, epoch).await {
+                let mut meta = meta.clone();
+                if caches.inline() {
+                    match worker.inline_cache_for(out, spec, epoch).await {
+                        Ok(c) => meta.changes.inline_cache = c,
+                        Err(e) => {
+                            res = Err(anyhow::Error::new(e).context("making the inline cache"));
+                            break;
+                        }
+                    }
+                }
+                match worker.export(out, spec, &meta, epoch).await {
                     Ok(Some(resp)) => {
                         if let serde_json::Value::Object(m) = resp.metadata {
                             metadata.extend(m);

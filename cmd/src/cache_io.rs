@@ -19,6 +19,8 @@ use crate::exit::UsageError;
 pub struct CachePlan {
     imports: Vec<CacheLocation>,
     exports: Vec<Export>,
+    /// `--cache-to type=inline`: image outputs carry their cache in their config.
+    inline: bool,
 }
 
 #[derive(Debug)]
@@ -35,6 +37,10 @@ impl CachePlan {
             plan.imports.push(location(s, "src")?);
         }
         for s in to {
+            if s.kind == "inline" {
+                plan.inline = true;
+                continue;
+            }
             let mode = match s.attrs.get("mode").map(String::as_str) {
                 Some("max") => CacheMode::Max,
                 _ => CacheMode::Min,
@@ -75,6 +81,11 @@ impl CachePlan {
             });
         }
         Ok(plan)
+    }
+
+    /// Whether image outputs should carry an inline cache.
+    pub fn inline(&self) -> bool {
+        self.inline
     }
 
     /// Reads every import; one that fails is reported as a warning and left out.

@@ -119,6 +119,11 @@ impl SolveOutput {
         found
     }
 
+    /// The caches imported for this solve.
+    pub fn imports(&self) -> &[Arc<dyn ImportedCache>] {
+        &self.imports
+    }
+
     /// Every vertex whose key the solve computed, inputs before the vertices that use
     /// them. Random keys (work that is never cached) are left out.
     pub fn vertex_keys(&self) -> Vec<VertexKeys> {

@@ -134,6 +134,11 @@ pub fn assemble(input: &AssembleInput) -> Result<AssembledImage, ExportError> {
     // claim this image was built by that container.
     cfg.remove("container");
     cfg.remove("container_config");
+    // The base's cache describes the base's build, not this one.
+    cfg.remove(crate::remote::INLINE_FIELD);
+    if let Some(c) = &input.changes.inline_cache {
+        cfg.insert(crate::remote::INLINE_FIELD.into(), c.clone());
+    }
 
     let diff_ids: Vec<Digest> = input.layers.iter().map(|l| l.diff_id.clone()).collect();
     cfg.insert("rootfs".into(), json!({"type": "layers", "diff_ids": diff_ids.iter().map(Digest::as_str).collect::<Vec<_>>()}));

@@ -27,6 +27,9 @@ pub struct ConfigChanges {
     /// The image's own `ONBUILD` triggers. The base's triggers ran in this build, so they
     /// never carry over (the Dockerfile frontend clears them too).
     pub onbuild: Vec<String>,
+    /// `--cache-to type=inline`: the build cache of this image's own layers, stored in
+    /// the config under [`crate::remote::INLINE_FIELD`]. A base image's is never kept.
+    pub inline_cache: Option<Value>,
 }
 
 /// `HEALTHCHECK`, stored as Docker writes it: durations in nanoseconds, zero ones omitted.

@@ -18,6 +18,10 @@ use crate::descriptor::{Manifest, media_types};
 /// The config blob's media type; a manifest with another config type is not a cache.
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.cairn.cache.config.v1+json";
 
+/// The image-config field that holds an inline cache (`--cache-to type=inline`): a
+/// [`CacheConfig`] whose layer indices are the image's own layers.
+pub const INLINE_FIELD: &str = "cairn.cache.v1";
+
 /// Readers refuse configs of another version (and fall back to building).
 pub const FORMAT_VERSION: u32 = 1;
 

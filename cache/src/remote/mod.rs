@@ -11,5 +11,7 @@ pub mod format;
 mod transport;
 
 pub use error::RemoteCacheError;
-pub use format::{CONFIG_MEDIA_TYPE, CacheConfig, CacheEntry, CacheResult, FORMAT_VERSION};
+pub use format::{
+    CONFIG_MEDIA_TYPE, CacheConfig, CacheEntry, CacheResult, FORMAT_VERSION, INLINE_FIELD,
+};
 pub use transport::{CacheArtifact, CacheLocation, LoadedCache, fetch_cache, publish_cache};

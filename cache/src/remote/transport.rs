@@ -13,7 +13,7 @@ use cairn_llb::Digest;
 use serde_json::json;
 
 use super::error::RemoteCacheError;
-use super::format::{CONFIG_MEDIA_TYPE, CacheConfig};
+use super::format::{CONFIG_MEDIA_TYPE, CacheConfig, INLINE_FIELD};
 use crate::content::{ContentProvider, LayoutProvider};
 use crate::descriptor::{Descriptor, Index, Manifest, Platform, media_types};
 use crate::export::{AssembledImage, ImageNames, canonical_json, push_image, write_oci_dir};
@@ -136,7 +136,11 @@ pub async fn fetch_cache(
                 .fetch_blob_bytes(reference, &manifest.config, MAX_CONFIG_SIZE)
                 .await
                 .map_err(reg("fetching the cache config"))?;
-            let config = CacheConfig::parse(&location, &config, &manifest)?;
+            let config = if manifest.config.media_type == CONFIG_MEDIA_TYPE {
+                CacheConfig::parse(&location, &config, &manifest)?
+            } else {
+                inline_config(&location, &config, &manifest)?
+            };
             let pinned = reference.with_digest(raw.digest.clone());
             Ok(LoadedCache {
                 handlers: registry_handlers(client, &pinned, &manifest.layers, None),
@@ -203,30 +207,69 @@ pub async fn fetch_cache(
     }
 }
 
+/// A cache manifest, or an image manifest (whose config may hold an inline cache).
 fn parse_manifest(
     location: &str,
     media_type: &str,
     bytes: &[u8],
 ) -> Result<Manifest, RemoteCacheError> {
-    if media_type != media_types::OCI_MANIFEST {
+    if !media_types::is_manifest(media_type) {
         return Err(RemoteCacheError::invalid(
             location,
-            format!("is a {media_type:?}, not a cache manifest"),
+            format!("is a {media_type:?}, not a cache or image manifest"),
         ));
     }
     let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| {
         RemoteCacheError::invalid(location, format!("the manifest is not valid: {e}"))
     })?;
-    if manifest.config.media_type != CONFIG_MEDIA_TYPE {
+    let mt = manifest.config.media_type.as_str();
+    if mt != CONFIG_MEDIA_TYPE && mt != media_types::OCI_CONFIG && mt != media_types::DOCKER_CONFIG
+    {
         return Err(RemoteCacheError::invalid(
             location,
             format!(
-                "is not a cairn cache (its config is a {:?}, expected {CONFIG_MEDIA_TYPE:?})",
-                manifest.config.media_type
+                "is not a cairn cache (its config is a {mt:?}, expected {CONFIG_MEDIA_TYPE:?})"
             ),
         ));
     }
     Ok(manifest)
+}
+
+/// The inline cache of an image config (`--cache-to type=inline`), checked against the
+/// image's own layers.
+fn inline_config(
+    location: &str,
+    config: &[u8],
+    manifest: &Manifest,
+) -> Result<CacheConfig, RemoteCacheError> {
+    let image: serde_json::Value = serde_json::from_slice(config).map_err(|e| {
+        RemoteCacheError::invalid(location, format!("the image config is not valid JSON: {e}"))
+    })?;
+    let Some(inline) = image.get(INLINE_FIELD) else {
+        return Err(RemoteCacheError::invalid(
+            location,
+            "is an image without an inline cache, not a cairn cache \
+             (build it with --cache-to type=inline)",
+        ));
+    };
+    let bytes = serde_json::to_vec(inline).unwrap_or_default();
+    let cfg = CacheConfig::parse(location, &bytes, manifest)?;
+    let rootfs: Vec<&str> = image["rootfs"]["diff_ids"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|d| d.as_str()).collect())
+        .unwrap_or_default();
+    if !cfg
+        .diff_ids
+        .iter()
+        .map(Digest::as_str)
+        .eq(rootfs.iter().copied())
+    {
+        return Err(RemoteCacheError::invalid(
+            location,
+            "the inline cache's diff ids are not the image's",
+        ));
+    }
+    Ok(cfg)
 }
 
 /// A small blob of an OCI layout, verified against its descriptor.

@@ -314,6 +314,99 @@ async fn a_missing_or_corrupt_cache_is_a_warning_and_the_build_goes_on() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("test/nothing:here: not found"), "{stderr}");
     assert!(stderr.contains("index.json is not valid"), "{stderr}");
-    assert!(stderr.contains("is not a cairn cache"), "{stderr}");
+    assert!(
+        stderr.contains("without an inline cache, not a cairn cache"),
+        "{stderr}"
+    );
     assert_ran(&stderr, "RUN echo final");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inline_cache_travels_in_the_pushed_image() {
+    let s = skip_unless!(setup().await);
+    s.app();
+    let host = s.reg.host();
+    let image = format!("{host}/test/inline:1");
+    let root_a = s.fresh_root("root-a");
+    run_ok(&mut s.build_on(
+        &root_a,
+        &[
+            "--cache-to",
+            "type=inline",
+            "-o",
+            &format!("type=image,name={image},push=true"),
+        ],
+    ));
+    let layers = image_layers(&s, &image).await;
+    let before = s.downloads_of(&layers);
+
+    let root_b = s.fresh_root("root-b");
+    let out = run_ok(&mut s.build_on(
+        &root_b,
+        &[
+            "--cache-from",
+            &image,
+            "-o",
+            &format!("type=image,name={host}/test/inline:2,push=true"),
+        ],
+    ));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_cached(&stderr, "RUN echo final");
+    assert_nothing_ran(&stderr);
+    assert_eq!(
+        s.downloads_of(&layers),
+        before,
+        "no layer downloaded: {stderr}"
+    );
+
+    // The cache describes this image only: an image built FROM it does not carry it.
+    s.write(
+        "Dockerfile",
+        &format!("FROM {image}\nRUN echo child > /child\n"),
+    );
+    let child = format!("{host}/test/inline-child:1");
+    run_ok(&mut s.build_on(
+        &root_b,
+        &["-o", &format!("type=image,name={child},push=true")],
+    ));
+    let reference = cairn_cache::reference::Reference::parse(&child).unwrap();
+    let raw = s.reg.client().fetch_manifest(&reference).await.unwrap();
+    let m: Value = serde_json::from_slice(&raw.bytes).unwrap();
+    let cfg_desc: cairn_cache::descriptor::Descriptor =
+        serde_json::from_value(m["config"].clone()).unwrap();
+    let cfg = s
+        .reg
+        .client()
+        .fetch_blob_bytes(&reference, &cfg_desc, 1 << 20)
+        .await
+        .unwrap();
+    let cfg: Value = serde_json::from_slice(&cfg).unwrap();
+    assert!(cfg.get("cairn.cache.v1").is_none(), "{cfg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exporting_the_same_cache_again_uploads_nothing() {
+    let s = skip_unless!(setup().await);
+    s.app();
+    let cache = format!("{}/test/cache:again", s.reg.host());
+    let spec = format!("type=registry,ref={cache},mode=max");
+    let root_a = s.fresh_root("root-a");
+    run_ok(&mut s.build_on(&root_a, &["--cache-to", &spec]));
+    let uploads = s.reg.blob_upload_requests();
+    let root_b = s.fresh_root("root-b");
+    let out = run_ok(&mut s.build_on(
+        &root_b,
+        &[
+            "--cache-from",
+            &spec.replace(",mode=max", ""),
+            "--cache-to",
+            &spec,
+        ],
+    ));
+    assert_eq!(
+        s.reg.blob_upload_requests(),
+        uploads,
+        "every blob was already there: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
+use cairn_cache::descriptor::Descriptor;
 use cairn_cache::remote::{
     CacheArtifact, CacheConfig, CacheEntry, CacheLocation, CacheResult, FORMAT_VERSION,
     LoadedCache, RemoteCacheError, fetch_cache, publish_cache,
@@ -93,20 +94,100 @@ impl Worker {
             level: None,
             source_date_epoch,
         };
+        let c = self.collect(out, spec.mode, &write, false).await?;
+        let handlers = self.handlers_for(out, &c.builder.digests);
+        let provider = match c.refs.first() {
+            Some(r) => r.get_remote(&handlers)?.provider,
+            None => Arc::new(self.cache().content().provider()),
+        };
+        // Descriptors with their sources (so a push mounts instead of uploading).
+        let mut described: HashMap<Digest, Descriptor> = HashMap::new();
+        for r in &c.refs {
+            for d in r.get_remote(&handlers)?.descriptors {
+                described.entry(d.digest.clone()).or_insert(d);
+            }
+        }
+        let artifact = c.builder.finish(&described);
+        let layers = artifact.layers.len();
+        let manifest = publish_cache(
+            &spec.location,
+            self.registry(),
+            &artifact,
+            provider.as_ref(),
+            &self.cache().root().join("spool"),
+        )
+        .await?;
+        Ok(CacheExportReport {
+            manifest,
+            steps: c.steps,
+            layers,
+        })
+    }
+
+    /// The inline cache of an image made from `out` (`--cache-to type=inline`): the
+    /// steps whose results are the image's own layers, indexed by the image's layer
+    /// positions. Put it in [`crate::worker::ImageMeta`]'s changes before the export;
+    /// `write` must be what that export computes new blobs with.
+    pub async fn inline_cache(
+        &self,
+        out: &SolveOutput,
+        write: &LayerWriteOptions,
+    ) -> Result<Option<serde_json::Value>, CacheExportError> {
+        let c = self.collect(out, CacheMode::Min, write, true).await?;
+        if c.steps == 0 {
+            return Ok(None);
+        }
+        let config = c.builder.finish(&HashMap::new()).config;
+        Ok(Some(serde_json::to_value(config).unwrap_or_default()))
+    }
+
+    /// [`Worker::inline_cache`] for an image output `spec` (`None` for other outputs),
+    /// with the layer options that output computes blobs with.
+    pub async fn inline_cache_for(
+        &self,
+        out: &SolveOutput,
+        spec: &cairn_cache::export::ExportSpec,
+        source_date_epoch: Option<i64>,
+    ) -> Result<Option<serde_json::Value>, CacheExportError> {
+        let Some(o) = spec.image_options() else {
+            return Ok(None);
+        };
+        let write = LayerWriteOptions {
+            compression: o.compression,
+            level: o.compression_level,
+            source_date_epoch,
+        };
+        self.inline_cache(out, &write).await
+    }
+
+    /// The steps of `out` to export and their chains. With `image_order`, the output's
+    /// chain is added first, so layer indices are positions in the output image.
+    async fn collect(
+        &self,
+        out: &SolveOutput,
+        mode: CacheMode,
+        write: &LayerWriteOptions,
+        image_order: bool,
+    ) -> Result<Collected, CacheExportError> {
         let store = DbStore::new(self.cache().clone());
-        let steps = steps_with_outputs(&store, out.vertex_keys())?;
+        let steps = steps_with_outputs(&store, out.imports(), out.vertex_keys())?;
+        let mut c = Collected {
+            builder: ArtifactBuilder::default(),
+            refs: Vec::new(),
+            steps: 0,
+        };
 
         // The output's layers: all that mode=min may use.
         let final_ref = downcast::<WorkerRef>(&out.result).and_then(|w| w.0.clone());
         let mut allowed = HashSet::new();
         if let Some(r) = &final_ref {
-            r.ensure_blobs(&write).await?;
+            r.ensure_blobs(write).await?;
             allowed.extend(r.layer_chain()?.into_iter().map(|rec| rec.id));
+            if image_order {
+                c.builder.add_image_chain(r)?;
+                c.refs.push(r.clone());
+            }
         }
-
-        let mut builder = ArtifactBuilder::default();
-        let mut refs: Vec<ImmutableRef> = Vec::new();
-        let mut exported = 0;
         'steps: for (keys, outputs) in &steps {
             let mut slots = Vec::with_capacity(outputs.len());
             for o in outputs.iter() {
@@ -114,8 +195,8 @@ impl Worker {
                     slots.push(None);
                     continue;
                 };
-                let chain = match spec.mode {
-                    CacheMode::Max => r.ensure_blobs(&write).await?,
+                let chain = match mode {
+                    CacheMode::Max => r.ensure_blobs(write).await?,
                     CacheMode::Min => {
                         let chain = r.layer_chain()?;
                         if !chain
@@ -137,43 +218,16 @@ impl Worker {
                 indices.push(match s {
                     None => None,
                     Some(r) => {
-                        let idx = builder.add_chain(&r)?;
-                        refs.push(r);
+                        let idx = c.builder.add_chain(&r)?;
+                        c.refs.push(r);
                         Some(idx)
                     }
                 });
             }
-            builder.add_keys(keys, &indices);
-            exported += 1;
+            c.builder.add_keys(keys, &indices);
+            c.steps += 1;
         }
-
-        let handlers = self.handlers_for(out, &builder.digests);
-        let provider = match refs.first().or(final_ref.as_ref()) {
-            Some(r) => r.get_remote(&handlers)?.provider,
-            None => Arc::new(self.cache().content().provider()),
-        };
-        // Descriptors with their sources (so a push mounts instead of uploading).
-        let mut described: HashMap<Digest, cairn_cache::descriptor::Descriptor> = HashMap::new();
-        for r in &refs {
-            for d in r.get_remote(&handlers)?.descriptors {
-                described.entry(d.digest.clone()).or_insert(d);
-            }
-        }
-        let artifact = builder.finish(&described);
-        let layers = artifact.layers.len();
-        let manifest = publish_cache(
-            &spec.location,
-            self.registry(),
-            &artifact,
-            provider.as_ref(),
-            &self.cache().root().join("spool"),
-        )
-        .await?;
-        Ok(CacheExportReport {
-            manifest,
-            steps: exported,
-            layers,
-        })
+        Ok(c)
     }
 
     fn handlers_for(&self, out: &SolveOutput, digests: &[Digest]) -> DescHandlers {
@@ -182,13 +236,22 @@ impl Worker {
     }
 }
 
+/// What [`Worker::collect`] found.
+struct Collected {
+    builder: ArtifactBuilder,
+    refs: Vec<ImmutableRef>,
+    steps: usize,
+}
+
 /// A step to export and its outputs.
 type Step = (VertexKeys, Arc<Vec<ResultRef>>);
 
-/// The exportable steps with their outputs, loading from the cache those the solve did
-/// not need (steps below a cache hit). A step whose results are gone is skipped.
+/// The exportable steps with their outputs, loading those the solve did not need (steps
+/// below a cache hit) from the local cache, else from the imports (so `--cache-from X
+/// --cache-to X` keeps what X had). A step whose results are nowhere is skipped.
 fn steps_with_outputs(
     store: &DbStore,
+    imports: &[Arc<dyn ImportedCache>],
     keys: Vec<VertexKeys>,
 ) -> Result<Vec<Step>, CacheExportError> {
     let mut out = Vec::with_capacity(keys.len());
@@ -197,32 +260,48 @@ fn steps_with_outputs(
             continue;
         }
         let outputs = match &k.outputs {
-            Some(o) => Arc::clone(o),
+            Some(o) => Some(Arc::clone(o)),
             None => {
                 let load_err = |source| CacheExportError::Load {
                     step: k.name.clone(),
                     source,
                 };
-                let Some(rec) = store.get(&k.canonical).map_err(load_err)? else {
-                    continue;
-                };
-                let mut loaded = Vec::with_capacity(rec.results.len());
-                for id in &rec.results {
-                    match store.load(id) {
-                        Ok(r) => loaded.push(r),
-                        Err(StorageError::NotFound { .. }) => break,
-                        Err(e) => return Err(load_err(e)),
+                let mut found = None;
+                if let Some(rec) = store.get(&k.canonical).map_err(load_err)? {
+                    found = load_all(&rec, |id| store.load(id)).map_err(load_err)?;
+                }
+                for imp in imports {
+                    if found.is_some() {
+                        break;
+                    }
+                    if let Some(rec) = imp.get(&k.canonical) {
+                        found = load_all(&rec, |id| imp.load(id)).map_err(load_err)?;
                     }
                 }
-                if loaded.len() != rec.results.len() {
-                    continue;
-                }
-                Arc::new(loaded)
+                found.map(Arc::new)
             }
         };
-        out.push((k, outputs));
+        if let Some(o) = outputs {
+            out.push((k, o));
+        }
     }
     Ok(out)
+}
+
+/// Every result of `rec`, or `None` if one of them is gone.
+fn load_all(
+    rec: &CacheRecord,
+    load: impl Fn(&str) -> Result<ResultRef, StorageError>,
+) -> Result<Option<Vec<ResultRef>>, StorageError> {
+    let mut loaded = Vec::with_capacity(rec.results.len());
+    for id in &rec.results {
+        match load(id) {
+            Ok(r) => loaded.push(r),
+            Err(StorageError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(loaded))
 }
 
 /// Collects layers (deduplicated by blob digest), chains and key entries.
@@ -239,6 +318,16 @@ struct ArtifactBuilder {
 
 impl ArtifactBuilder {
     fn add_chain(&mut self, r: &ImmutableRef) -> Result<u32, CacheError> {
+        self.add(r, false)
+    }
+
+    /// Adds the output image's chain with one index per position, repeated blobs
+    /// included, so indices are the image's layer positions.
+    fn add_image_chain(&mut self, r: &ImmutableRef) -> Result<u32, CacheError> {
+        self.add(r, true)
+    }
+
+    fn add(&mut self, r: &ImmutableRef, every_position: bool) -> Result<u32, CacheError> {
         let mut layers = Vec::new();
         for rec in r.layer_chain()? {
             let Some(blob) = rec.blob else {
@@ -249,14 +338,14 @@ impl ArtifactBuilder {
             };
             let d = blob.descriptor.digest.clone();
             let idx = match self.layer_index.get(&d) {
-                Some(i) => *i,
-                None => {
+                Some(i) if !every_position => *i,
+                _ => {
                     let i = self.digests.len() as u32;
                     self.digests.push(d.clone());
                     self.diff_ids.push(blob.diff_id.clone());
                     self.media_types
                         .push((blob.descriptor.media_type.clone(), blob.descriptor.size));
-                    self.layer_index.insert(d, i);
+                    self.layer_index.entry(d).or_insert(i);
                     i
                 }
             };
@@ -286,18 +375,16 @@ impl ArtifactBuilder {
         }
     }
 
-    fn finish(
-        self,
-        described: &HashMap<Digest, cairn_cache::descriptor::Descriptor>,
-    ) -> CacheArtifact {
+    fn finish(self, described: &HashMap<Digest, Descriptor>) -> CacheArtifact {
         let layers = self
             .digests
             .iter()
             .zip(&self.media_types)
             .map(|(d, (mt, size))| {
-                described.get(d).cloned().unwrap_or_else(|| {
-                    cairn_cache::descriptor::Descriptor::new(mt.clone(), d.clone(), *size)
-                })
+                described
+                    .get(d)
+                    .cloned()
+                    .unwrap_or_else(|| Descriptor::new(mt.clone(), d.clone(), *size))
             })
             .collect();
         CacheArtifact {
