@@ -5,6 +5,7 @@ mod build;
 mod build_cli;
 mod build_exec;
 mod build_frontend;
+mod cache_bench;
 mod deps;
 mod export;
 mod lazy_pull;

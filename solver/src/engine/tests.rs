@@ -959,3 +959,141 @@ async fn a_cancelled_running_step_is_reported_cancelled() {
     assert_eq!(last.error, super::CANCELLED);
     assert!(last.started.is_some() && last.completed.is_some());
 }
+
+/// An import backed by another solve's storage, as a remote cache read back would be.
+#[derive(Debug)]
+struct Import {
+    from: Arc<MemoryCache>,
+    opts: CacheOpts,
+    loads: AtomicUsize,
+}
+
+impl ImportedCache for Import {
+    fn get(&self, key: &CacheKey) -> Option<CacheRecord> {
+        CacheKeyStorage::get(&*self.from, key).ok().flatten()
+    }
+    fn load(&self, id: &str) -> Result<ResultRef, StorageError> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        ResultStore::load(&*self.from, id)
+    }
+    fn opts(&self) -> &CacheOpts {
+        &self.opts
+    }
+}
+
+fn with_import(import: &Arc<Import>) -> SolveOptions {
+    SolveOptions {
+        imports: vec![Arc::clone(import) as Arc<dyn ImportedCache>],
+        ..SolveOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn an_import_answers_a_local_miss_and_the_hit_is_recorded_locally() {
+    let remote = MemoryCache::new();
+    let c = Arc::new(Counters::default());
+    let (g, t) = chain(10, &c);
+    let built = solver(&remote, 2)
+        .solve(g, t, SolveOptions::default())
+        .await
+        .expect("cold");
+    let import = Arc::new(Import {
+        from: Arc::clone(&remote),
+        opts: CacheOpts::new(),
+        loads: AtomicUsize::new(0),
+    });
+
+    let local = MemoryCache::new();
+    let c2 = Arc::new(Counters::default());
+    let (g, t) = chain(10, &c2);
+    let out = solver(&local, 2)
+        .solve(g, t, with_import(&import))
+        .await
+        .expect("from the import");
+    assert_eq!(c2.execs.load(Ordering::SeqCst), 0, "nothing ran");
+    assert!(out.cached);
+    assert_eq!(text(&out.result), text(&built.result));
+    assert_eq!(
+        import.loads.load(Ordering::SeqCst),
+        1,
+        "only the output loaded"
+    );
+    // Every key is known, inputs first, and the same as where the cache was made.
+    let keys = out.vertex_keys();
+    assert_eq!(keys.len(), 10);
+    assert_eq!(keys[9].canonical, built.vertex_keys()[9].canonical);
+    assert!(keys[9].outputs.is_some() && keys[0].outputs.is_none());
+
+    // The hit was stored locally: without the import, still nothing runs.
+    let c3 = Arc::new(Counters::default());
+    let (g, t) = chain(10, &c3);
+    solver(&local, 2)
+        .solve(g, t, SolveOptions::default())
+        .await
+        .expect("local now");
+    assert_eq!(c3.execs.load(Ordering::SeqCst), 0);
+
+    // A changed step on another empty machine: it and the steps after it run.
+    let c4 = Arc::new(Counters::default());
+    let mut g = VertexGraph::new();
+    let mut last = add(&mut g, op("step0", &c4), &[]);
+    for i in 1..10 {
+        let label = if i == 7 {
+            "step7-changed".to_owned()
+        } else {
+            format!("step{i}")
+        };
+        last = add(&mut g, op(&label, &c4), &[last]);
+    }
+    let fresh = MemoryCache::new();
+    solver(&fresh, 2)
+        .solve(
+            Arc::new(g),
+            Edge {
+                vertex: last,
+                output: 0,
+            },
+            with_import(&import),
+        )
+        .await
+        .expect("partly imported");
+    assert_eq!(c4.execs.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn an_import_supplies_providers_no_ancestor_has() {
+    let layer = Digest::of_bytes(b"imported-layer");
+    let mut opts = CacheOpts::new();
+    opts.insert(desc_handler_key(&layer), Arc::new("from-import".to_owned()));
+    let import = Arc::new(Import {
+        from: MemoryCache::new(),
+        opts,
+        loads: AtomicUsize::new(0),
+    });
+    let c = Arc::new(Counters::default());
+    let mut g = VertexGraph::new();
+    let base = add(&mut g, op("base", &c), &[]);
+    let mut run = op("run", &c);
+    run.needs = vec![layer.clone()];
+    let provided = Arc::clone(&run.provided);
+    let run = add(&mut g, run, &[base]);
+    let out = solver(&MemoryCache::new(), 2)
+        .solve(
+            Arc::new(g),
+            Edge {
+                vertex: run,
+                output: 0,
+            },
+            with_import(&import),
+        )
+        .await
+        .expect("the import's handler is found");
+    assert_eq!(
+        *provided.lock().unwrap_or_else(|p| p.into_inner()),
+        vec!["from-import".to_owned()]
+    );
+    assert_eq!(
+        out.ancestor_cache_opts(&[desc_handler_key(&layer)]).len(),
+        1
+    );
+}
