@@ -331,7 +331,7 @@ pub async fn build(
     let secrets = read_secrets(&args.secrets)?;
     let build_args = BuildArg::resolve(&args.build_args, |k| std::env::var(k).ok());
     let epoch = source_date_epoch(&build_args)?;
-    let caches = CachePlan::new(&args.cache_from, &args.cache_to)?;
+    let caches = CachePlan::new(&args.common.cache_from, &args.common.cache_to)?;
     let mut outputs = specs(&args.outputs);
     let names: Vec<String> = args.tags.iter().map(|t| t.0.clone()).collect();
     if !names.is_empty() {
@@ -434,7 +434,7 @@ pub async fn solve(
         outputs,
         meta: ImageMeta::default(),
         epoch: source_date_epoch(&Default::default())?,
-        caches: CachePlan::default(),
+        caches: CachePlan::new(&args.common.cache_from, &args.common.cache_to)?,
     };
     solve_and_export(&worker, &settings, job, &args.common, cancel).await
 }

@@ -40,14 +40,6 @@ pub struct BuildArgs {
     #[arg(long = "secret", value_name = "id=ID,src=PATH", value_parser = Secret::parse)]
     pub secrets: Vec<Secret>,
 
-    /// Import build cache (repeatable): type=registry,ref=NAME | type=local,src=DIR | NAME.
-    #[arg(long = "cache-from", value_name = "SPEC", value_parser = CacheSpec::parse_import)]
-    pub cache_from: Vec<CacheSpec>,
-
-    /// Export build cache: type=registry,ref=NAME[,mode=max] | type=local,dest=DIR | type=inline.
-    #[arg(long = "cache-to", value_name = "SPEC", value_parser = CacheSpec::parse_export)]
-    pub cache_to: Vec<CacheSpec>,
-
     /// The build context directory.
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
@@ -71,6 +63,14 @@ pub struct CommonSolveFlags {
     /// At most N steps run at once (default: from the config, else the number of CPUs).
     #[arg(long = "max-parallelism", value_name = "N")]
     pub max_parallelism: Option<NonZeroUsize>,
+
+    /// Import build cache (repeatable): type=registry,ref=NAME | type=local,src=DIR | NAME.
+    #[arg(long = "cache-from", value_name = "SPEC", value_parser = CacheSpec::parse_import)]
+    pub cache_from: Vec<CacheSpec>,
+
+    /// Export build cache: type=registry,ref=NAME[,mode=max] | type=local,dest=DIR | type=inline.
+    #[arg(long = "cache-to", value_name = "SPEC", value_parser = CacheSpec::parse_export)]
+    pub cache_to: Vec<CacheSpec>,
 }
 
 #[cfg(test)]
@@ -135,8 +135,8 @@ pub(crate) mod tests {
         assert_eq!(a.common.progress, ProgressMode::Plain);
         assert!(a.common.no_cache);
         assert_eq!(a.secrets[0].source, SecretSource::File("f".into()));
-        assert_eq!(a.cache_from[0].attrs["ref"], "r/c");
-        assert_eq!(a.cache_to[0].kind, "local");
+        assert_eq!(a.common.cache_from[0].attrs["ref"], "r/c");
+        assert_eq!(a.common.cache_to[0].kind, "local");
         assert_eq!(a.common.metadata_file, Some(PathBuf::from("m.json")));
         assert_eq!(a.common.max_parallelism.map(NonZeroUsize::get), Some(3));
         assert_eq!(a.context, PathBuf::from("ctx"));
