@@ -52,6 +52,17 @@ pub struct CacheMap {
     pub machine_local: bool,
 }
 
+impl CacheMap {
+    /// A key of the op's digest and its inputs' keys alone (no selectors, no content
+    /// checksums): BuildKit's for merge and diff, whose results depend on nothing else.
+    pub fn of_digest(digest: Digest) -> CacheMap {
+        CacheMap {
+            digest: Some(digest),
+            ..CacheMap::default()
+        }
+    }
+}
+
 /// What an op knows about itself while computing its cache map.
 #[derive(Debug, Clone)]
 pub struct OpCtx {

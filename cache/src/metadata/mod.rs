@@ -10,6 +10,7 @@
 //! deleted row that came back after a power loss would point at files already gone.
 
 mod cache_keys;
+mod file_hashes;
 mod leases;
 mod records;
 mod schema;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
+pub use file_hashes::{FileHash, FileStamp};
 pub use leases::{LeaseId, OwnerSweep};
 pub use records::{LayerBlob, NewRecord, Record, RecordId, RecordKind, RecordState, Removed};
 

@@ -110,7 +110,8 @@ pub struct Record {
     pub kind: RecordKind,
     pub state: RecordState,
     pub owner: Option<String>,
-    /// A layer's parent layer.
+    /// A layer's parent layer; a diff's base (the record whose snapshot its own is
+    /// committed on so that its deletions are kept, see `refs::diff`).
     pub parent: Option<RecordId>,
     /// A merge's inputs in order, or a diff's `[lower, upper]`.
     pub parents: Vec<RecordId>,
@@ -359,14 +360,26 @@ impl MetadataDb {
     ) -> Result<(Record, super::LeaseId), MetadataError> {
         self.write("inserting leased record", |tx| {
             let id = insert(tx, new)?;
-            tx.execute(
-                "INSERT INTO leases (record_id, owner, name, created_at) VALUES (?1, ?2, NULL, ?3)",
-                params![id.as_str(), owner, now()],
-            )?;
-            let lease = super::LeaseId(tx.last_insert_rowid());
-            let rec = get(tx, &id)?
-                .ok_or_else(|| Fail::Domain(MetadataError::NoSuchRecord(id.to_string())))?;
-            Ok((rec, lease))
+            leased(tx, &id, owner)
+        })
+    }
+
+    /// Inserts `base` and then `top` with `base` as its parent, and leases `top` for
+    /// `owner`, in one transaction: `base` has no lease of its own, so a prune in another
+    /// process could take it between two transactions. How a diff record is made on the
+    /// record that holds its deletions.
+    pub fn insert_on_base_leased(
+        &self,
+        base: &NewRecord,
+        top: &NewRecord,
+        owner: &str,
+    ) -> Result<(Record, super::LeaseId), MetadataError> {
+        self.write("inserting leased record on its base", |tx| {
+            let base_id = insert(tx, base)?;
+            let mut top = top.clone();
+            top.parent = Some(base_id);
+            let id = insert(tx, &top)?;
+            leased(tx, &id, owner)
         })
     }
 
@@ -460,19 +473,14 @@ impl MetadataDb {
             if n == 0 {
                 return Err(Fail::Domain(MetadataError::NoSuchRecord(id.to_string())));
             }
-            tx.execute(
-                "INSERT INTO leases (record_id, owner, name, created_at) VALUES (?1, ?2, NULL, ?3)",
-                params![id.as_str(), owner, now()],
-            )?;
-            let lease = super::LeaseId(tx.last_insert_rowid());
-            let rec = get(tx, id)?.ok_or_else(|| Fail::Domain(MetadataError::NoSuchRecord(id.to_string())))?;
-            Ok((rec, lease))
+            leased(tx, id, owner)
         })
     }
 
-    /// Gives a committed layer that had no blob the one just computed for it, with its
-    /// chain ids. A record that got a blob meanwhile (a concurrent export) keeps its own:
-    /// the first blob wins, so every export of it names the same bytes.
+    /// Gives a committed layer (or a computed diff, which exports as one layer) that had no
+    /// blob the one just computed for it, with its chain ids. A record that got a blob
+    /// meanwhile (a concurrent export) keeps its own: the first blob wins, so every export
+    /// of it names the same bytes.
     pub fn set_layer_blob(
         &self,
         id: &RecordId,
@@ -489,7 +497,7 @@ impl MetadataDb {
             tx.execute(
                 "UPDATE records SET blob_digest = ?2, blob_media_type = ?3, blob_size = ?4, \
                  blob_descriptor = ?5, diff_id = ?6, chain_id = ?7, blob_chain_id = ?8 \
-                 WHERE id = ?1 AND kind = 'layer' AND blob_digest IS NULL",
+                 WHERE id = ?1 AND kind IN ('layer', 'diff') AND blob_digest IS NULL",
                 params![
                     id.as_str(),
                     blob.descriptor.digest.as_str(),
@@ -623,6 +631,22 @@ impl MetadataDb {
     }
 }
 
+/// Leases record `id` for `owner` inside `tx`; returns the record and the lease.
+fn leased(
+    tx: &Transaction<'_>,
+    id: &RecordId,
+    owner: &str,
+) -> Result<(Record, super::LeaseId), Fail> {
+    tx.execute(
+        "INSERT INTO leases (record_id, owner, name, created_at) VALUES (?1, ?2, NULL, ?3)",
+        params![id.as_str(), owner, now()],
+    )?;
+    let lease = super::LeaseId(tx.last_insert_rowid());
+    let rec =
+        get(tx, id)?.ok_or_else(|| Fail::Domain(MetadataError::NoSuchRecord(id.to_string())))?;
+    Ok((rec, lease))
+}
+
 pub(super) fn delete_in(tx: &Transaction<'_>, id: &RecordId) -> Result<Removed, Fail> {
     let Some(rec) = get(tx, id)? else {
         return Err(Fail::Domain(MetadataError::NoSuchRecord(id.to_string())));
@@ -653,6 +677,10 @@ pub(super) fn delete_in(tx: &Transaction<'_>, id: &RecordId) -> Result<Removed, 
         .is_some();
     if !still {
         tx.execute("DELETE FROM snapshots WHERE id = ?1", [&rec.snapshot_id])?;
+        tx.execute(
+            "DELETE FROM file_hashes WHERE scope = ?1",
+            [&rec.snapshot_id],
+        )?;
         removed.snapshots.push(rec.snapshot_id.clone());
     }
     if let Some(blob) = &rec.blob {

@@ -90,4 +90,20 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL
     );
     "#,
+    // 3: the stat cache of content checksums (`file_hashes`): per scope (a snapshot id, or
+    // a build context on the host) and path, the sha256 of a regular file's bytes with the
+    // metadata it was read with. A snapshot's rows go with its `snapshots` row.
+    r#"
+    CREATE TABLE file_hashes (
+        scope    TEXT NOT NULL,
+        path     TEXT NOT NULL,
+        dev      INTEGER NOT NULL,
+        ino      INTEGER NOT NULL,
+        size     INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        ctime_ns INTEGER NOT NULL,
+        sha256   BLOB NOT NULL,
+        PRIMARY KEY (scope, path)
+    ) WITHOUT ROWID;
+    "#,
 ];

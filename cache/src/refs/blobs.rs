@@ -3,7 +3,8 @@
 //! and recorded on the layer, so later exports and pushes reuse the same bytes.
 //!
 //! A layer's blob is the diff from its parent's snapshot (a layer's, or a merge's that the
-//! layer was built on) to its own, so every missing blob of a chain can be computed at once.
+//! layer was built on) to its own, and a computed diff's is the diff of its two inputs'
+//! snapshots, so every missing blob of a chain can be computed at once.
 //! Its chain ids are then recorded bottom first, each from the stack the layer itself sits
 //! on. That stack is not always the chain being exported: a layer inside a merge's second
 //! input sits on that input's layers only, and its record must say so, because
@@ -23,6 +24,7 @@ use cairn_llb::Digest;
 use cairn_snapshot::{LayerDescriptor, LayerWriteOptions, SnapshotId};
 
 use super::chain::{UNCOMPRESSED_ANNOTATION, blob_chain_id, chain_id};
+use super::diff::diff_inputs;
 use super::immutable::{ImmutableRef, layer_chain_of};
 use super::manager::Inner;
 use crate::content::Committed;
@@ -68,12 +70,12 @@ impl ImmutableRef {
         }
         let mut jobs = Vec::with_capacity(missing.len());
         for rec in missing {
-            let lower = diff_base(&mgr, rec)?;
+            let (lower, upper) = diff_sides(&mgr, rec)?;
             jobs.push(compute_blob(
                 Arc::clone(&mgr),
                 rec.id.clone(),
                 lower,
-                rec.snapshot_id.clone(),
+                upper,
                 opts.clone(),
             ));
         }
@@ -96,7 +98,11 @@ impl ImmutableRef {
                 });
                 continue;
             };
-            let (below, below_blobs) = stack_ids(&mgr, rec.parent.as_ref())?;
+            // A computed diff is a layer on nothing (its `parent` is only its base).
+            let (below, below_blobs) = match rec.kind {
+                RecordKind::Diff => (None, None),
+                _ => stack_ids(&mgr, rec.parent.as_ref())?,
+            };
             let cid = chain_id(below.as_ref(), &blob.diff_id);
             let bcid = blob_chain_id(below_blobs.as_ref(), &blob);
             out.push(mgr.db.set_layer_blob(&rec.id, &blob, &cid, &bcid)?);
@@ -105,13 +111,26 @@ impl ImmutableRef {
     }
 }
 
-/// The snapshot `rec`'s blob is the diff from (its parent's, `None` for a base layer),
-/// after checking that both snapshots are on disk.
-fn diff_base(mgr: &Inner, rec: &Record) -> Result<Option<String>, CacheError> {
+/// The snapshots `rec`'s blob is the diff of, lower (`None` for a base layer) and upper,
+/// after checking that they are on disk: a layer's parent's and its own, a computed diff's
+/// lower and upper inputs'.
+fn diff_sides(mgr: &Inner, rec: &Record) -> Result<(Option<String>, String), CacheError> {
     let no_files = |record: &RecordId, what: &str| CacheError::Unsupported {
         record: record.clone(),
         reason: format!("{what}, so no layer blob can be computed"),
     };
+    if rec.kind == RecordKind::Diff {
+        let (lower, upper) = diff_inputs(mgr, rec)?;
+        for side in [&lower, &upper] {
+            if !mgr.db.snapshot_committed(&side.snapshot_id)? {
+                return Err(no_files(
+                    &rec.id,
+                    &format!("its input {} has no files on disk", side.id),
+                ));
+            }
+        }
+        return Ok((Some(lower.snapshot_id), upper.snapshot_id));
+    }
     if !mgr.db.snapshot_committed(&rec.snapshot_id)? {
         return Err(no_files(
             &rec.id,
@@ -119,7 +138,7 @@ fn diff_base(mgr: &Inner, rec: &Record) -> Result<Option<String>, CacheError> {
         ));
     }
     let Some(pid) = &rec.parent else {
-        return Ok(None);
+        return Ok((None, rec.snapshot_id.clone()));
     };
     let parent = mgr
         .db
@@ -133,7 +152,7 @@ fn diff_base(mgr: &Inner, rec: &Record) -> Result<Option<String>, CacheError> {
             &format!("its parent {pid} has no files on disk"),
         ));
     }
-    Ok(Some(parent.snapshot_id))
+    Ok((Some(parent.snapshot_id), rec.snapshot_id.clone()))
 }
 
 /// Writes the diff `lower` → `upper` into the content store, in one blocking task.

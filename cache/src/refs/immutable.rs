@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use cairn_snapshot::{Mounts, SnapshotId};
 
+use super::diff::{diff_inputs, is_one_layer};
 use super::handlers::DescHandlers;
 use super::manager::Inner;
 use super::manager::Inner as ManagerInner;
@@ -74,7 +75,8 @@ impl ImmutableRef {
 
     /// The layer records this ref's files are made of, bottom first: a layer's chain is
     /// its parent's plus itself; a merge's is its inputs' chains one after the other (so a
-    /// merged ref exports its inputs' blobs as they are).
+    /// merged ref exports its inputs' blobs as they are); a diff is one layer (see
+    /// `refs::diff`).
     pub fn layer_chain(&self) -> Result<Vec<Record>, CacheError> {
         // Read afresh: an export may have given the layer its blob since this ref was made.
         let top = self
@@ -166,6 +168,17 @@ pub(crate) fn layer_chain_of(mgr: &ManagerInner, top: &Record) -> Result<Vec<Rec
                     chain.extend(layer_chain_of(mgr, &input)?);
                 }
                 break chain;
+            }
+            RecordKind::Diff => {
+                // One layer: the upper layer itself when it sits right on the lower input
+                // (its blob is the diff), else the diff's own, computed blob.
+                let (lower, upper) = diff_inputs(mgr, &cur)?;
+                above.push(if is_one_layer(&lower, &upper) {
+                    upper
+                } else {
+                    cur
+                });
+                break Vec::new();
             }
             other => {
                 return Err(CacheError::Unsupported {

@@ -4,6 +4,8 @@
 
 mod blobs;
 mod chain;
+mod diff;
+mod diff_snapshot;
 mod handlers;
 mod image;
 mod immutable;
@@ -20,5 +22,7 @@ pub use manager::{CacheManager, DiskUsage, PruneReport, SweepReport};
 pub use mutable::MutableRef;
 pub use remote::{DISTRIBUTION_SOURCE_PREFIX, Remote};
 
+#[cfg(test)]
+mod diff_tests;
 #[cfg(test)]
 mod tests;

@@ -19,7 +19,7 @@ use crate::error::CacheError;
 use crate::metadata::LayerBlob;
 
 /// A gzip layer tar of `files` (path → contents), with its blob and diff id.
-fn layer(files: &[(&str, &str)]) -> (Vec<u8>, LayerBlob) {
+pub(super) fn layer(files: &[(&str, &str)]) -> (Vec<u8>, LayerBlob) {
     let mut tar = tar::Builder::new(Vec::new());
     for (path, body) in files {
         let mut h = tar::Header::new_gnu();
@@ -45,14 +45,14 @@ fn layer(files: &[(&str, &str)]) -> (Vec<u8>, LayerBlob) {
 
 /// A source laid out as an OCI layout; counts how many fetches reach it.
 #[derive(Debug)]
-struct Source {
+pub(super) struct Source {
     dir: tempfile::TempDir,
     fetches: Mutex<BTreeMap<Digest, usize>>,
     delay: Duration,
 }
 
 impl Source {
-    fn new(delay: Duration) -> Arc<Source> {
+    pub(super) fn new(delay: Duration) -> Arc<Source> {
         Arc::new(Source {
             dir: tempfile::tempdir().expect("tempdir"),
             fetches: Mutex::new(BTreeMap::new()),
@@ -60,17 +60,17 @@ impl Source {
         })
     }
 
-    fn put(&self, bytes: &[u8], digest: &Digest) {
+    pub(super) fn put(&self, bytes: &[u8], digest: &Digest) {
         let d = self.dir.path().join("blobs/sha256");
         std::fs::create_dir_all(&d).expect("mkdir");
         std::fs::write(d.join(digest.hex()), bytes).expect("write");
     }
 
-    fn fetches(&self) -> BTreeMap<Digest, usize> {
+    pub(super) fn fetches(&self) -> BTreeMap<Digest, usize> {
         self.fetches.lock().expect("lock").clone()
     }
 
-    fn handlers(
+    pub(super) fn handlers(
         self: &Arc<Self>,
         blobs: &[&LayerBlob],
         progress: Option<ProgressSink>,
@@ -116,9 +116,9 @@ impl ContentProvider for Source {
     }
 }
 
-struct Fixture {
-    root: tempfile::TempDir,
-    mgr: CacheManager,
+pub(super) struct Fixture {
+    pub(super) root: tempfile::TempDir,
+    pub(super) mgr: CacheManager,
 }
 
 fn open(root: &Path) -> CacheManager {
@@ -127,14 +127,27 @@ fn open(root: &Path) -> CacheManager {
     CacheManager::open(root, sn).expect("open manager")
 }
 
-fn fixture() -> Fixture {
+pub(super) fn fixture() -> Fixture {
     let root = tempfile::tempdir().expect("tempdir");
     let mgr = open(root.path());
     Fixture { root, mgr }
 }
 
+/// A fixture on the driver `choice` names.
+pub(super) fn fixture_on(choice: DriverChoice) -> Fixture {
+    let root = tempfile::tempdir().expect("tempdir");
+    let (sn, _why) = probe(&root.path().join("snapshots"), choice).expect("snapshotter");
+    let sn: Arc<dyn Snapshotter> = Arc::new(sn);
+    let mgr = CacheManager::open(root.path(), sn).expect("open manager");
+    Fixture { root, mgr }
+}
+
 /// Reads `path` inside the ref's read-only mount.
-async fn read_in(r: &ImmutableRef, handlers: &DescHandlers, path: &str) -> std::io::Result<String> {
+pub(super) async fn read_in(
+    r: &ImmutableRef,
+    handlers: &DescHandlers,
+    path: &str,
+) -> std::io::Result<String> {
     let mounts = r.mounts(handlers).await.expect("mounts");
     let target = tempfile::tempdir().expect("tempdir");
     let guard = mounts.mount_at(target.path()).expect("mount");
@@ -145,7 +158,7 @@ async fn read_in(r: &ImmutableRef, handlers: &DescHandlers, path: &str) -> std::
     res.map(|_| s)
 }
 
-fn three_layers(src: &Source) -> Vec<LayerBlob> {
+pub(super) fn three_layers(src: &Source) -> Vec<LayerBlob> {
     let specs: [&[(&str, &str)]; 3] = [
         &[("etc/os", "base"), ("bin/tool", "v1")],
         &[("bin/tool", "v2"), ("usr/share/doc", "docs")],
@@ -795,10 +808,21 @@ async fn get_remote_reads_local_blobs_from_the_store() {
 }
 
 /// Commits a layer on `parent` with `files` (path → contents) written through its mount.
-async fn commit_files(
+pub(super) async fn commit_files(
     mgr: &CacheManager,
     parent: Option<&ImmutableRef>,
     files: &[(&str, &str)],
+) -> ImmutableRef {
+    commit_changes(mgr, parent, files, &[]).await
+}
+
+/// Commits a layer on `parent` that writes `writes` (path → contents) and removes
+/// `removes` through its mount.
+pub(super) async fn commit_changes(
+    mgr: &CacheManager,
+    parent: Option<&ImmutableRef>,
+    writes: &[(&str, &str)],
+    removes: &[&str],
 ) -> ImmutableRef {
     let m = mgr
         .new_mutable(parent, &DescHandlers::new(), "run")
@@ -806,10 +830,18 @@ async fn commit_files(
         .expect("mutable");
     let target = tempfile::tempdir().expect("tempdir");
     let guard = m.mounts().mount_at(target.path()).expect("mount");
-    for (path, body) in files {
+    for (path, body) in writes {
         let p = target.path().join(path);
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
         std::fs::write(&p, body).expect("write");
+    }
+    for path in removes {
+        let p = target.path().join(path);
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).expect("rm -r");
+        } else {
+            std::fs::remove_file(&p).expect("rm");
+        }
     }
     guard.unmount().expect("unmount");
     m.commit().await.expect("commit")
@@ -817,7 +849,7 @@ async fn commit_files(
 
 /// The regular files of a gzip layer blob in the content store (path → contents), after
 /// checking that its diff id is the digest of the tar inside.
-fn blob_files(mgr: &CacheManager, blob: &LayerBlob) -> BTreeMap<String, String> {
+pub(super) fn blob_files(mgr: &CacheManager, blob: &LayerBlob) -> BTreeMap<String, String> {
     assert_eq!(blob.descriptor.media_type, media_types::OCI_LAYER_GZIP);
     let gz = mgr
         .content()
@@ -848,7 +880,7 @@ fn blob_files(mgr: &CacheManager, blob: &LayerBlob) -> BTreeMap<String, String> 
     files
 }
 
-fn files(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+pub(super) fn files(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
         .iter()
         .map(|(p, b)| ((*p).to_owned(), (*b).to_owned()))

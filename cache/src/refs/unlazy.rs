@@ -10,7 +10,8 @@
 //! 2. A layer: in parallel, fetch its blob into the content store (verified) and apply it
 //!    into a private staging dir in one blocking task, checking its diff id; *and* wait for
 //!    its parent (by joining the parent's flight). Then publish the staged dir on the parent.
-//!    A merge: wait for every input, then have the snapshotter merge them.
+//!    A merge: wait for every input, then have the snapshotter merge them. A diff: wait for
+//!    both inputs, then build its layer from their difference (`diff_snapshot`).
 //! 3. The rename into place is the commit point; the snapshot's row is recorded after it. A
 //!    snapshot found already on disk with no row (a crash between the two) is complete by
 //!    the snapshotter's contract and is simply recorded.
@@ -25,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use cairn_snapshot::{ApplyOptions, Cancel, SnapshotError, SnapshotId, StagedLayer, apply_layer};
 use futures::future::{BoxFuture, FutureExt, try_join_all};
 
+use super::diff_snapshot::diff_snapshot;
 use super::handlers::{DescHandlers, LayerPhase, LayerProgress};
 use super::manager::Inner;
 use crate::error::CacheError;
@@ -63,13 +65,7 @@ pub(crate) fn record_tree(mgr: &Inner, top: &Record) -> Result<Vec<Record>, Cach
 fn parents_of(mgr: &Inner, rec: &Record) -> Result<Vec<Record>, CacheError> {
     let ids: Vec<_> = match rec.kind {
         RecordKind::Layer | RecordKind::Mutable => rec.parent.iter().cloned().collect(),
-        RecordKind::Merge => rec.parents.clone(),
-        RecordKind::Diff => {
-            return Err(CacheError::Unsupported {
-                record: rec.id.clone(),
-                reason: "diff records cannot be unlazied yet".into(),
-            });
-        }
+        RecordKind::Merge | RecordKind::Diff => rec.parents.clone(),
     };
     ids.iter()
         .map(|id| {
@@ -101,7 +97,7 @@ pub(crate) async fn unlazy(
                     needs.push(digest.clone());
                 }
             }
-            (RecordKind::Merge, _) => {}
+            (RecordKind::Merge | RecordKind::Diff, _) => {}
             _ => {
                 return Err(CacheError::Unsupported {
                     record: rec.id.clone(),
@@ -235,6 +231,10 @@ async fn record_work(
             .await
             .map_err(CacheError::task(format!("merging into snapshot {sid}")))?
             .map_err(CacheError::snapshot("merging into", &sid))?
+        }
+        (RecordKind::Diff, _) => {
+            parents_done.await?;
+            diff_snapshot(&mgr, &rec, &parent_sids).await?
         }
         _ => {
             return Err(CacheError::Unsupported {

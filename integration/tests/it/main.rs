@@ -3,6 +3,7 @@
 
 mod build;
 mod build_cli;
+mod build_diff;
 mod build_exec;
 mod build_frontend;
 mod cache_bench;

@@ -23,6 +23,7 @@ use super::Inner;
 use super::handlers::handlers_from;
 use super::mount::Mounted;
 use super::result::{result, worker_ref};
+use super::stat_cache::ScopeHashes;
 use crate::error::OpError;
 use crate::op::{CacheMap, ComputeDigest, Dep, ExecCtx, Op, OpCtx};
 use crate::ops::file::op::{checksum_sources, copy_sources, selector};
@@ -87,7 +88,8 @@ impl FileOp {
 
 /// Keys a copy source by the bytes it reads. A ref whose files are not on disk is keyed
 /// by its layer chain instead (the same layers are the same files), so checking a cache
-/// hit never downloads an image.
+/// hit never downloads an image. File contents already hashed in the ref's snapshot are
+/// taken from the stat cache (`stat_cache`): only changed or new files are read.
 fn content_checksum(inner: Arc<Inner>, sources: Vec<(String, bool, bool)>) -> ComputeDigest {
     let sources = Arc::new(sources);
     Arc::new(move |r: ResultRef, _selector: Option<String>| {
@@ -107,9 +109,19 @@ fn content_checksum(inner: Arc<Inner>, sources: Vec<(String, bool, bool)>) -> Co
                     .map_err(OpError::from)?,
             )?;
             let root = mounted.path().to_path_buf();
-            let sum = tokio::task::spawn_blocking(move || checksum_sources(&root, &sources))
-                .await
-                .map_err(|e| OpError::failed(format!("checksum task failed: {e}")))??;
+            let (cache, scope) = (inner.cache.clone(), r.record().snapshot_id.clone());
+            let sum = tokio::task::spawn_blocking(move || {
+                let db = cache.metadata();
+                let mut hashes = ScopeHashes::snapshot(db, &scope)?;
+                let sum = checksum_sources(&root, &sources, &mut hashes)?;
+                // Not remembering only costs reading these files again next time.
+                if let Err(e) = hashes.save(db) {
+                    tracing::warn!(error = %e, "storing file checksums");
+                }
+                Ok::<_, OpError>(sum)
+            })
+            .await
+            .map_err(|e| OpError::failed(format!("checksum task failed: {e}")))??;
             mounted.unmount()?;
             Ok(sum)
         }

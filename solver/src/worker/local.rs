@@ -5,6 +5,10 @@
 //! context costs one stat walk and no copy, in this process or the next. Include and
 //! exclude patterns have `.dockerignore` semantics; an excluded directory without `!`
 //! exceptions is not even entered. Files land owned by root, as `docker build` makes them.
+//!
+//! The copy also fills the stat cache for the new snapshot (`stat_cache`): a file whose
+//! host stat is unchanged since it was last hashed keeps its hash, so the `COPY` keyed on
+//! the copy re-reads only the files that changed.
 
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
@@ -20,6 +24,7 @@ use sha2::{Digest as _, Sha256};
 use super::Inner;
 use super::mount::Mounted;
 use super::result::result;
+use super::stat_cache::ContextHashes;
 use crate::error::OpError;
 use crate::op::{CacheMap, ExecCtx, Op, OpCtx};
 use crate::ops::file::pattern::PatternMatcher;
@@ -204,11 +209,12 @@ fn fingerprint(name: &str, filter: &Filter, entries: &[Entry]) -> Result<Digest,
 }
 
 /// Copies the walked entries into `dest` (an empty snapshot), owned by root, with
-/// modes and modification times kept.
+/// modes and modification times kept, telling `hashes` about every regular file.
 fn copy_into(
     entries: &[Entry],
     dest: &Path,
     cancel: &tokio_util::sync::CancellationToken,
+    hashes: &mut ContextHashes,
 ) -> Result<(), OpError> {
     use std::os::unix::fs::{PermissionsExt as _, symlink};
     let err = |what: &str, p: &Path, e: std::io::Error| {
@@ -247,6 +253,11 @@ fn copy_into(
             .map_err(|x| err("chmod", &target, x))?;
         }
         finish(&target, &e.meta).map_err(|x| err("set owner/times of", &target, x))?;
+        if ft.is_file() {
+            hashes
+                .copied(&e.rel, &e.meta, &e.path, &target)
+                .map_err(|x| err("checksum", &target, x))?;
+        }
     }
     // Directories last, deepest first: writing their entries changed their times.
     for (d, meta) in dirs.iter().rev() {
@@ -324,23 +335,37 @@ impl Op for LocalSourceOp {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
-            let (dir, filter, dest, cancel) = (
+            let (dir, filter, dest, cancel, task_cache) = (
                 self.dir.clone(),
                 Arc::clone(&self.filter),
                 mounted.path().to_path_buf(),
                 ctx.cancel.clone(),
+                cache.clone(),
             );
-            tokio::task::spawn_blocking(move || {
+            let hashes = tokio::task::spawn_blocking(move || {
+                let mut hashes = ContextHashes::load(task_cache.metadata(), &dir, &filter.spec)?;
                 let entries = match walked {
                     Some(e) => e,
                     None => Arc::new(walk(&dir, &filter)?),
                 };
-                copy_into(&entries, &dest, &cancel)
+                copy_into(&entries, &dest, &cancel, &mut hashes)?;
+                Ok::<_, OpError>(hashes)
             })
             .await
             .map_err(|e| OpError::failed(format!("context copy failed: {e}")))??;
             mounted.unmount()?;
             let r = m.commit().await.map_err(OpError::from)?;
+            // The copied files' hashes, so the `COPY` keyed on this snapshot reads none of
+            // them again; a failure here only costs that re-read.
+            let (task_cache, sid) = (cache.clone(), r.record().snapshot_id.clone());
+            let saved =
+                tokio::task::spawn_blocking(move || hashes.save(task_cache.metadata(), &sid))
+                    .await
+                    .map_err(|e| OpError::failed(format!("checksum store task failed: {e}")))
+                    .and_then(|r| r);
+            if let Err(e) = saved {
+                tracing::warn!(error = %e, "storing the context's file checksums");
+            }
             Ok(vec![result(Some(r))])
         }
         .boxed()

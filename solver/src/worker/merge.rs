@@ -20,7 +20,6 @@ pub(crate) struct MergeOp {
     digest: cairn_llb::Digest,
     /// Op input index of each merge input, in merge order.
     order: Vec<usize>,
-    inputs: usize,
 }
 
 impl MergeOp {
@@ -49,21 +48,13 @@ impl MergeOp {
             inner,
             digest: op.digest().clone(),
             order,
-            inputs,
         })
     }
 }
 
 impl Op for MergeOp {
     fn cache_map<'a>(&'a self, _ctx: &'a OpCtx) -> BoxFuture<'a, Result<CacheMap, OpError>> {
-        async move {
-            Ok(CacheMap {
-                digest: Some(self.digest.clone()),
-                deps: vec![Default::default(); self.inputs],
-                ..CacheMap::default()
-            })
-        }
-        .boxed()
+        futures::future::ready(Ok(CacheMap::of_digest(self.digest.clone()))).boxed()
     }
 
     fn exec<'a>(

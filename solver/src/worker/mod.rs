@@ -5,6 +5,7 @@
 //! One [`Worker`] serves one state root in one process. A [`Session`] carries what a
 //! single build brings from the client side: its local directories and its secrets.
 
+mod diff;
 mod exec;
 mod export;
 mod file;
@@ -16,6 +17,7 @@ mod mount;
 mod remote_cache;
 mod result;
 mod setup;
+mod stat_cache;
 mod store;
 mod usage;
 
@@ -279,6 +281,7 @@ impl Worker {
             }
             Some(OpKind::File(_)) => Ok(Arc::new(file::FileOp::new(inner, op)?)),
             Some(OpKind::Merge(_)) => Ok(Arc::new(merge::MergeOp::new(inner, op)?)),
+            Some(OpKind::Diff(_)) => Ok(Arc::new(diff::DiffOp::new(inner, op)?)),
             Some(other) => Err(OpError::failed(format!(
                 "{} ops are not supported yet",
                 other.name()

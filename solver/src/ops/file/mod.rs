@@ -9,6 +9,7 @@ pub mod actions;
 pub mod chain;
 pub mod copy;
 pub mod error;
+pub mod hashes;
 pub mod mode;
 pub mod op;
 pub mod pattern;
@@ -24,6 +25,7 @@ pub use chain::{
 };
 pub use copy::copy;
 pub use error::FileOpError;
+pub use hashes::{FileHashes, NoHashes};
 pub use op::{DirFileOp, DirResult};
 pub use root::{root_path, root_path_nofollow};
 pub use user::{Owner, resolve_owner};

@@ -17,6 +17,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::actions::resolve_wildcards;
 use super::chain::run_file_actions;
+use super::hashes::{FileHashes, NoHashes};
 use crate::error::OpError;
 use crate::op::{CacheMap, ComputeDigest, Dep, ExecCtx, Op, OpCtx};
 use crate::result::{ResultRef, SolverResult, downcast};
@@ -184,7 +185,7 @@ fn content_checksum(sources: Vec<(String, bool, bool)>) -> ComputeDigest {
                 .ok_or_else(|| OpError::failed(format!("copy source is not a directory ({r:?})")))?
                 .path
                 .clone();
-            tokio::task::spawn_blocking(move || checksum_sources(&root, &sources))
+            tokio::task::spawn_blocking(move || checksum_sources(&root, &sources, &mut NoHashes))
                 .await
                 .map_err(|e| OpError::failed(format!("checksum task failed: {e}")))?
         }
@@ -192,9 +193,13 @@ fn content_checksum(sources: Vec<(String, bool, bool)>) -> ComputeDigest {
     })
 }
 
+/// The checksum of `sources` under `root`: every entry's relative name, mode, owner and
+/// link target or content hash, in walk order. Content hashes come from `hashes` when it
+/// has them for the file's current metadata; the digest is the same either way.
 pub(crate) fn checksum_sources(
     root: &Path,
     sources: &[(String, bool, bool)],
+    hashes: &mut dyn FileHashes,
 ) -> Result<Digest, OpError> {
     use std::os::unix::fs::MetadataExt;
     let mut h = Sha256::new();
@@ -240,10 +245,19 @@ pub(crate) fn checksum_sources(
                     let target = std::fs::read_link(e.path()).map_err(OpError::other)?;
                     field(target.as_os_str().as_encoded_bytes());
                 } else if meta.is_file() {
-                    let mut fh = Sha256::new();
-                    let mut f = std::fs::File::open(e.path()).map_err(OpError::other)?;
-                    std::io::copy(&mut f, &mut fh).map_err(OpError::other)?;
-                    field(&fh.finalize());
+                    let key = e.path().strip_prefix(root).unwrap_or(e.path());
+                    let sum = match hashes.get(key, &meta) {
+                        Some(sum) => sum,
+                        None => {
+                            let mut fh = Sha256::new();
+                            let mut f = std::fs::File::open(e.path()).map_err(OpError::other)?;
+                            std::io::copy(&mut f, &mut fh).map_err(OpError::other)?;
+                            let sum: [u8; 32] = fh.finalize().into();
+                            hashes.put(key, &meta, sum);
+                            sum
+                        }
+                    };
+                    field(&sum);
                 }
             }
         }
