@@ -73,6 +73,7 @@ mod merge;
 mod meta;
 mod mount;
 mod overlay;
+mod pgzip;
 mod probe;
 mod safe_path;
 mod snapshotter;

@@ -80,7 +80,7 @@ impl<W: Write> Write for Tee<W> {
 
 enum Encoder<W: Write> {
     None(W),
-    Gzip(flate2::write::GzEncoder<W>),
+    Gzip(crate::pgzip::ParallelGzip<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
@@ -141,7 +141,7 @@ pub fn write_layer(
         Compression::None => Encoder::None(blob),
         Compression::Gzip => {
             let level = opts.level.unwrap_or(6).clamp(0, 9) as u32;
-            Encoder::Gzip(flate2::GzBuilder::new().write(blob, flate2::Compression::new(level)))
+            Encoder::Gzip(crate::pgzip::ParallelGzip::new(blob, level))
         }
         Compression::Zstd => Encoder::Zstd(
             zstd::stream::write::Encoder::new(blob, opts.level.unwrap_or(3))

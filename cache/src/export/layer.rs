@@ -128,7 +128,7 @@ mod tests {
             );
         }
         let top = store.read(&layers[1].descriptor.digest).unwrap();
-        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(&top[..]));
+        let mut ar = tar::Archive::new(flate2::read::MultiGzDecoder::new(&top[..]));
         let names: Vec<String> = ar
             .entries()
             .unwrap()

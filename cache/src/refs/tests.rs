@@ -858,7 +858,7 @@ pub(super) fn blob_files(mgr: &CacheManager, blob: &LayerBlob) -> BTreeMap<Strin
     assert_eq!(Digest::of_bytes(&gz), blob.descriptor.digest);
     assert_eq!(gz.len() as u64, blob.descriptor.size);
     let mut tar = Vec::new();
-    flate2::read::GzDecoder::new(&gz[..])
+    flate2::read::MultiGzDecoder::new(&gz[..])
         .read_to_end(&mut tar)
         .expect("valid gzip");
     assert_eq!(

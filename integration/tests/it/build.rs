@@ -455,3 +455,20 @@ async fn local_tar_stdout_and_docker_outputs() {
         "{inspect}"
     );
 }
+
+/// Layers are gzipped in parallel as several gzip members (1 MiB of tar each); other
+/// tools must read them as one stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_of_several_gzip_members_unpacks_in_umoci() {
+    let s = skip_unless!(setup().await);
+    s.write("Dockerfile", "FROM busybox\nCOPY big.bin /big.bin\n");
+    let big: Vec<u8> = (0..5_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    fs::write(s.context().join("big.bin"), &big).unwrap();
+    let archive = s.out("image.tar");
+    run_ok(&mut s.build(&["-o", &format!("type=oci,dest={}", archive.display())]));
+    fs::create_dir_all(s.out("work")).unwrap();
+    let rootfs = skip_unless!(unpack(&archive, &s.out("work")));
+    assert!(fs::read(rootfs.join("big.bin")).unwrap() == big, "the file survived");
+}

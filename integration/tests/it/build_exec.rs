@@ -140,7 +140,7 @@ fn archive_mentions(archive: &Path, needle: &str) -> bool {
         e.read_to_end(&mut bytes).unwrap();
         if bytes.starts_with(&[0x1f, 0x8b]) {
             let mut plain = Vec::new();
-            flate2::read::GzDecoder::new(&bytes[..])
+            flate2::read::MultiGzDecoder::new(&bytes[..])
                 .read_to_end(&mut plain)
                 .unwrap();
             bytes = plain;
