@@ -470,5 +470,8 @@ async fn a_layer_of_several_gzip_members_unpacks_in_umoci() {
     run_ok(&mut s.build(&["-o", &format!("type=oci,dest={}", archive.display())]));
     fs::create_dir_all(s.out("work")).unwrap();
     let rootfs = skip_unless!(unpack(&archive, &s.out("work")));
-    assert!(fs::read(rootfs.join("big.bin")).unwrap() == big, "the file survived");
+    assert!(
+        fs::read(rootfs.join("big.bin")).unwrap() == big,
+        "the file survived"
+    );
 }
