@@ -124,10 +124,7 @@ impl OverlaySnapshotter {
     /// A single-layer copy of a stack, built with hard links, kept as hidden snapshot
     /// `<id>.flat` and reused by every later child.
     fn flatten(&self, id: &SnapshotId) -> Result<SnapshotId, SnapshotError> {
-        let flat = SnapshotId::new(format!(
-            "{}.flat",
-            &id.as_str()[..id.as_str().len().min(120)]
-        ))?;
+        let flat = SnapshotId::new(flat_name(id.as_str()))?;
         if self.store.dir(&flat).exists() {
             return Ok(flat);
         }
@@ -387,8 +384,7 @@ impl Snapshotter for OverlaySnapshotter {
 
     fn remove(&self, key: &SnapshotId) -> Result<(), SnapshotError> {
         self.store.remove(key)?;
-        let flat = format!("{}.flat", &key.as_str()[..key.as_str().len().min(120)]);
-        if let Ok(flat) = SnapshotId::new(flat)
+        if let Ok(flat) = SnapshotId::new(flat_name(key.as_str()))
             && self.store.dir(&flat).exists()
         {
             self.store.remove(&flat)?;
@@ -400,8 +396,18 @@ impl Snapshotter for OverlaySnapshotter {
         self.store.info(key)
     }
 
+    /// Hidden `<id>.flat` layers are left out while `<id>` exists: they belong to it (its
+    /// children's mounts use them, `remove(<id>)` removes them), and a caller sweeping
+    /// snapshots no record names must not see them as orphans. One whose base is gone is
+    /// listed, so such a sweep removes it.
     fn list(&self) -> Result<Vec<SnapshotId>, SnapshotError> {
-        self.store.list()
+        let all = self.store.list()?;
+        let owned: std::collections::HashSet<String> =
+            all.iter().map(|s| flat_name(s.as_str())).collect();
+        Ok(all
+            .into_iter()
+            .filter(|s| !owned.contains(s.as_str()))
+            .collect())
     }
 
     fn usage(&self, key: &SnapshotId) -> Result<Usage, SnapshotError> {
@@ -502,4 +508,10 @@ impl Snapshotter for OverlaySnapshotter {
     ) -> Result<(), SnapshotError> {
         self.idmapped_child(key, source, map)
     }
+}
+
+/// The hidden flattened layer of snapshot `id` (ids are at most 128 bytes, so the base is
+/// cut to leave room for the suffix).
+fn flat_name(id: &str) -> String {
+    format!("{}.flat", &id[..id.len().min(120)])
 }

@@ -253,6 +253,14 @@ fn deep_overlay_stacks_are_flattened() {
         parent = Some(name);
     }
     assert_eq!(names(&view_tree(&sn, "l8")), ["f8"]);
+    // The hidden flat layers belong to their bases: a sweep of snapshots no record names
+    // must not see them (children mount them), and they go with their base.
+    let listed = sn.list().unwrap();
+    assert!(
+        tmp.path().join("snapshots/l3.flat").exists()
+            && listed.iter().all(|s| !s.as_str().ends_with(".flat")),
+        "{listed:?}"
+    );
     // A merge deeper than the limit becomes one hard-linked layer.
     sn.merge(&id("m"), &[id("l3"), id("l8")]).unwrap();
     assert_eq!(sn.stat(&id("m")).unwrap().layers, vec![id("m")]);
