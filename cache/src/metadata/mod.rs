@@ -76,9 +76,12 @@ impl MetadataDb {
         let conn = Connection::open(&path).map_err(err("opening"))?;
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(err("setting busy_timeout"))?;
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .map_err(err("enabling WAL"))?;
+        // SQLite does not call the busy handler for the exclusive lock this takes, so another
+        // process opening the same fresh database at once makes it fail "database is locked".
+        let mode: String = retry_while_busy(|| {
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        })
+        .map_err(err("enabling WAL"))?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(path = %path.display(), mode, "metadata database is not in WAL mode");
         }
@@ -151,6 +154,27 @@ impl MetadataDb {
             Ok(out)
         };
         run(&mut conn).map_err(|e| e.into_error(op, &self.path))
+    }
+}
+
+/// Runs `f` again while it fails with SQLITE_BUSY, for up to [`BUSY_TIMEOUT`]: for the few
+/// statements where SQLite returns busy at once instead of waiting in its busy handler.
+fn retry_while_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match f() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
     }
 }
 

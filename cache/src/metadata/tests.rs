@@ -343,3 +343,29 @@ fn a_version_1_database_gains_the_solver_keys_table_and_keeps_its_rows() {
         Some(("canonical".to_owned(), vec!["r1".to_owned()]))
     );
 }
+
+/// Many processes may start on one fresh root at once (CI jobs sharing a cache dir). Turning
+/// on WAL takes an exclusive lock for which SQLite does not call the busy handler, so every
+/// open but the first used to fail with "database is locked". Separate connections in
+/// threads contend on the file locks like processes do.
+#[test]
+fn many_concurrent_opens_of_a_fresh_database_all_succeed() {
+    for _round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let root = dir.path().to_path_buf();
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    MetadataDb::open(&root).map(|db| db.schema_version().unwrap())
+                })
+            })
+            .collect();
+        for h in handles {
+            let version = h.join().unwrap().expect("concurrent open");
+            assert_eq!(version, MIGRATIONS_LEN);
+        }
+    }
+}
