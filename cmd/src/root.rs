@@ -84,16 +84,18 @@ pub enum RootError {
 /// root, else `$XDG_DATA_HOME/cairn` (falling back to `~/.local/share/cairn` as the XDG
 /// spec says).
 pub fn state_root(inputs: &Inputs) -> Result<StateRoot, RootError> {
+    // A relative --root or $CAIRN_ROOT means relative to the cwd, made absolute here once:
+    // paths under the root are handed to runc, which resolves a relative rootfs against
+    // the bundle directory, not the cwd.
     if let Some(p) = &inputs.root_flag {
-        // A relative --root is the user's choice and means relative to the cwd.
         return Ok(StateRoot {
-            path: p.clone(),
+            path: absolute(p),
             source: RootSource::Flag,
         });
     }
     if let Some(p) = &inputs.cairn_root {
         return Ok(StateRoot {
-            path: p.clone(),
+            path: absolute(p),
             source: RootSource::Env,
         });
     }
@@ -119,6 +121,11 @@ pub fn state_root(inputs: &Inputs) -> Result<StateRoot, RootError> {
         path: data_home.join("cairn"),
         source: RootSource::UserDefault,
     })
+}
+
+/// `p` against the cwd, without touching the file system (the root may not exist yet).
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// The config file to read, and whether the user named it (a named file must exist;
@@ -185,6 +192,17 @@ mod tests {
                 source: RootSource::SystemDefault
             }
         );
+    }
+
+    #[test]
+    fn a_relative_root_is_made_absolute_against_the_cwd() {
+        let cwd = std::env::current_dir().unwrap();
+        let mut i = user();
+        i.root_flag = Some("state".into());
+        assert_eq!(state_root(&i).unwrap().path, cwd.join("state"));
+        i.root_flag = None;
+        i.cairn_root = Some("env-state".into());
+        assert_eq!(state_root(&i).unwrap().path, cwd.join("env-state"));
     }
 
     #[test]

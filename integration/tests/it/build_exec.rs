@@ -317,3 +317,22 @@ async fn cache_mounts_take_owner_mode_and_seed_files() {
     );
     assert_eq!(fs::read_to_string(dest.join("seen")).unwrap(), "seeded\n");
 }
+
+/// `--root state` from the directory holding it: runc resolves a relative rootfs against
+/// the bundle, so a root left relative made every `RUN` fail with "invalid rootfs".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_root_runs_steps() {
+    let s = skip_unless!(setup().await);
+    s.write("Dockerfile", "FROM busybox\nRUN echo ran > /ran\n");
+    let (spec, archive) = oci(&s, "relative.tar");
+    let mut c = Command::new(cairn_integration::cli::cairn_bin());
+    c.current_dir(s.dir.path())
+        .env_remove("CAIRN_ROOT")
+        .env_remove("CAIRN_CONFIG")
+        .args(["--root", "state", "build", "--progress=plain", "-o", &spec])
+        .arg(s.context());
+    run_ok(&mut c);
+    let work = tempfile::tempdir().unwrap();
+    let rootfs = skip_unless!(unpack(&archive, work.path()));
+    assert_eq!(fs::read_to_string(rootfs.join("ran")).unwrap(), "ran\n");
+}
