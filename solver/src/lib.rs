@@ -18,6 +18,7 @@ pub mod key;
 pub mod load;
 pub mod op;
 pub mod ops;
+mod parallel;
 pub mod progress;
 pub mod result;
 pub mod storage;

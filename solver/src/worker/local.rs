@@ -22,6 +22,7 @@ use futures::future::BoxFuture;
 use sha2::{Digest as _, Sha256};
 
 use super::Inner;
+use super::context_copy::copy_into;
 use super::mount::Mounted;
 use super::result::result;
 use super::stat_cache::ContextHashes;
@@ -136,10 +137,10 @@ impl LocalSourceOp {
 }
 
 /// One entry that takes part: its path relative to the root and its metadata.
-struct Entry {
-    rel: String,
-    path: PathBuf,
-    meta: std::fs::Metadata,
+pub(super) struct Entry {
+    pub(super) rel: String,
+    pub(super) path: PathBuf,
+    pub(super) meta: std::fs::Metadata,
 }
 
 /// Every included entry under `root`, parents before children, sorted by name.
@@ -206,91 +207,6 @@ fn fingerprint(name: &str, filter: &Filter, entries: &[Entry]) -> Result<Digest,
         }
     }
     Ok(Digest::from_sha256(h.finalize().into()))
-}
-
-/// Copies the walked entries into `dest` (an empty snapshot), owned by root, with
-/// modes and modification times kept, telling `hashes` about every regular file.
-fn copy_into(
-    entries: &[Entry],
-    dest: &Path,
-    cancel: &tokio_util::sync::CancellationToken,
-    hashes: &mut ContextHashes,
-) -> Result<(), OpError> {
-    use std::os::unix::fs::{PermissionsExt as _, symlink};
-    let err = |what: &str, p: &Path, e: std::io::Error| {
-        OpError::failed(format!("{what} {}: {e}", p.display()))
-    };
-    let mut dirs = Vec::new();
-    for e in entries {
-        if cancel.is_cancelled() {
-            return Err(OpError::Cancelled);
-        }
-        let target = dest.join(&e.rel);
-        if let Some(parent) = target.parent()
-            && !parent.exists()
-        {
-            std::fs::create_dir_all(parent).map_err(|x| err("mkdir", parent, x))?;
-        }
-        let ft = e.meta.file_type();
-        if ft.is_dir() {
-            match std::fs::create_dir(&target) {
-                Ok(()) => {}
-                Err(x) if x.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(x) => return Err(err("mkdir", &target, x)),
-            }
-            dirs.push((target, &e.meta));
-            continue;
-        }
-        if ft.is_symlink() {
-            let t = std::fs::read_link(&e.path).map_err(|x| err("readlink", &e.path, x))?;
-            symlink(&t, &target).map_err(|x| err("symlink", &target, x))?;
-        } else {
-            std::fs::copy(&e.path, &target).map_err(|x| err("copy", &e.path, x))?;
-            std::fs::set_permissions(
-                &target,
-                std::fs::Permissions::from_mode(e.meta.mode() & 0o7777),
-            )
-            .map_err(|x| err("chmod", &target, x))?;
-        }
-        finish(&target, &e.meta).map_err(|x| err("set owner/times of", &target, x))?;
-        if ft.is_file() {
-            hashes
-                .copied(&e.rel, &e.meta, &e.path, &target)
-                .map_err(|x| err("checksum", &target, x))?;
-        }
-    }
-    // Directories last, deepest first: writing their entries changed their times.
-    for (d, meta) in dirs.iter().rev() {
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
-            .map_err(|x| err("chmod", d, x))?;
-        finish(d, meta).map_err(|x| err("set owner/times of", d, x))?;
-    }
-    Ok(())
-}
-
-fn finish(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
-    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, chownat, utimensat};
-    chownat(
-        CWD,
-        path,
-        Some(rustix::fs::Uid::ROOT),
-        Some(rustix::fs::Gid::ROOT),
-        AtFlags::SYMLINK_NOFOLLOW,
-    )?;
-    let t = Timespec {
-        tv_sec: meta.mtime(),
-        tv_nsec: meta.mtime_nsec() as _,
-    };
-    utimensat(
-        CWD,
-        path,
-        &Timestamps {
-            last_access: t,
-            last_modification: t,
-        },
-        AtFlags::SYMLINK_NOFOLLOW,
-    )?;
-    Ok(())
 }
 
 impl Op for LocalSourceOp {

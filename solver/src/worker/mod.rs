@@ -5,6 +5,7 @@
 //! One [`Worker`] serves one state root in one process. A [`Session`] carries what a
 //! single build brings from the client side: its local directories and its secrets.
 
+mod context_copy;
 mod diff;
 mod exec;
 mod export;

@@ -115,6 +115,16 @@ impl FileHashes for ScopeHashes {
     }
 }
 
+/// What one copied file's hash check learnt (see [`ContextHashes::hash_copied`]).
+#[derive(Debug)]
+pub(crate) struct CopiedFile {
+    rel: String,
+    sha256: [u8; 32],
+    copy_stamp: FileStamp,
+    host_row: Option<FileHash>,
+    read: bool,
+}
+
 /// What copying a build context into a new snapshot learns: the host rows (read before,
 /// updated after) and the new snapshot's rows.
 #[derive(Debug)]
@@ -144,10 +154,9 @@ impl ContextHashes {
     }
 
     /// Notes that host file `rel` at `source` (stat `walked`, from the walk the source was
-    /// keyed by) was copied to `copy`. Its hash comes from the host row when the file's
-    /// stat now, after the copy, is still the walked one and the row's; otherwise the copy
-    /// is read (a file that changed since the walk is never given its old hash, and its
-    /// row is not updated: the copy may hold either version).
+    /// keyed by) was copied to `copy`: [`ContextHashes::hash_copied`] then
+    /// [`ContextHashes::record`], by path.
+    #[cfg(test)]
     pub(crate) fn copied(
         &mut self,
         rel: &str,
@@ -155,34 +164,83 @@ impl ContextHashes {
         source: &Path,
         copy: &Path,
     ) -> io::Result<()> {
-        self.seen.insert(rel.to_owned());
-        let now = stamp(&std::fs::symlink_metadata(source)?, true);
+        let now = std::fs::symlink_metadata(source)?;
+        let copied = self.hash_copied(rel, walked, &now, &std::fs::File::open(copy)?)?;
+        self.record(copied);
+        Ok(())
+    }
+
+    /// The hash of host file `rel` (stat `walked`, from the walk the source was keyed by,
+    /// and `now`, taken after the copy) copied to the open file `copy`. It comes from the
+    /// host row when the stat now is still the walked one and the row's; otherwise the
+    /// copy is read (a file that changed since the walk is never given its old hash, and
+    /// its row is not updated: the copy may hold either version). Takes `&self` so the
+    /// files of one context can be copied on several threads; [`ContextHashes::record`]
+    /// then takes in what each learnt.
+    pub(crate) fn hash_copied(
+        &self,
+        rel: &str,
+        walked: &Metadata,
+        now: &Metadata,
+        copy: &std::fs::File,
+    ) -> io::Result<CopiedFile> {
+        use std::os::unix::fs::FileExt as _;
+        let now = stamp(now, true);
         let steady = now == stamp(walked, true);
         let known = self.host.lookup(rel, &now).filter(|_| steady);
+        let mut host_row = None;
         let sha256 = match known {
             Some(sum) => sum,
             None => {
-                self.read += 1;
                 let mut h = Sha256::new();
-                io::copy(&mut std::fs::File::open(copy)?, &mut h)?;
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut at = 0u64;
+                loop {
+                    let n = copy.read_at(&mut buf, at)?;
+                    if n == 0 {
+                        break;
+                    }
+                    h.update(&buf[..n]);
+                    at += n as u64;
+                }
                 let sum: [u8; 32] = h.finalize().into();
                 let changed = SystemTime::UNIX_EPOCH
                     + Duration::new(walked.ctime().max(0) as u64, walked.ctime_nsec() as u32);
                 if steady && changed < self.settled_before {
-                    self.host.put(Path::new(rel), walked, sum);
+                    host_row = Some(FileHash {
+                        stamp: stamp(walked, true),
+                        sha256: sum,
+                    });
                 }
                 sum
             }
         };
-        let copy_stamp = stamp(&std::fs::symlink_metadata(copy)?, false);
+        Ok(CopiedFile {
+            rel: rel.to_owned(),
+            sha256,
+            copy_stamp: stamp(&copy.metadata()?, false),
+            host_row,
+            read: known.is_none(),
+        })
+    }
+
+    /// Takes in what [`ContextHashes::hash_copied`] learnt of one file.
+    pub(crate) fn record(&mut self, c: CopiedFile) {
+        self.seen.insert(c.rel.clone());
+        if c.read {
+            self.read += 1;
+        }
+        if let Some(row) = c.host_row {
+            self.host.known.insert(c.rel.clone(), row);
+            self.host.learnt.push((c.rel.clone(), row));
+        }
         self.snapshot_rows.push((
-            rel.to_owned(),
+            c.rel,
             FileHash {
-                stamp: copy_stamp,
-                sha256,
+                stamp: c.copy_stamp,
+                sha256: c.sha256,
             },
         ));
-        Ok(())
     }
 
     /// Stores the rows of snapshot `snapshot_id` (the copy, now committed) and the updated

@@ -11,6 +11,7 @@ use cairn_llb::pb::FileActionCopy;
 use tokio_util::sync::CancellationToken;
 
 use super::actions::{display, mkdir_all, resolve_wildcards, timestamp};
+use super::copy_jobs::{self, FileJob};
 use super::error::{FileOpError, io_err};
 use super::mode::ModeSet;
 use super::pattern::PatternMatcher;
@@ -65,6 +66,8 @@ pub fn copy(
         always_replace: a.always_replace_existing_dest_paths,
         inodes: HashMap::new(),
         parents: Vec::new(),
+        jobs: Vec::new(),
+        dir_finish: Vec::new(),
         cancel,
     };
     for s in &sources {
@@ -111,8 +114,28 @@ struct Copier<'a> {
     inodes: HashMap<(u64, u64), PathBuf>,
     /// Directories entered but not yet created (include patterns create them lazily).
     parents: Vec<ParentDir>,
+    /// Regular files waiting to be copied in parallel (see `copy_jobs`).
+    jobs: Vec<FileJob>,
+    /// What is left to do to copied directories once the files in them exist, children
+    /// before parents.
+    dir_finish: Vec<DirFinish>,
     cancel: &'a CancellationToken,
 }
+
+/// A copied directory's metadata, set after its files are written (writing them changes
+/// its times).
+struct DirFinish {
+    src: PathBuf,
+    target: PathBuf,
+    meta: std::fs::Metadata,
+    /// Owner, mode, times and xattrs (a directory this copy made), or only the times back
+    /// (one that existed).
+    info: bool,
+}
+
+/// The queue is run when it grows this long even before the source is done, to bound the
+/// memory a huge tree takes.
+const MAX_QUEUED_JOBS: usize = 1 << 16;
 
 impl Copier<'_> {
     fn shown(&self, p: &Path) -> String {
@@ -192,6 +215,7 @@ impl Copier<'_> {
             self.utime,
         )?);
         self.copy_entry(&src_followed, "", &target_path, false)?;
+        self.finish()?;
         for d in created.iter().rev() {
             sys::utimes(d, self.utime).map_err(io_err("utimes", self.shown(d)))?;
         }
@@ -256,6 +280,20 @@ impl Copier<'_> {
                 copy_info = created;
                 restore_time = !created;
             }
+        } else if ft.is_file() && meta.nlink() <= 1 {
+            // Nothing links to it: copied with the others in parallel, info and all.
+            self.jobs.push(FileJob {
+                src: src.to_path_buf(),
+                target: target.to_path_buf(),
+                shown: self.shown(target),
+                owner: self.target_owner(&meta),
+                mode: self.target_mode(&meta),
+                times: self.target_times(&meta),
+            });
+            if self.jobs.len() >= MAX_QUEUED_JOBS {
+                copy_jobs::run(&std::mem::take(&mut self.jobs), self.cancel)?;
+            }
+            return Ok(());
         } else if ft.is_file() {
             let key = (meta.dev(), meta.ino());
             match self.inodes.get(&key).filter(|_| meta.nlink() > 1) {
@@ -277,7 +315,16 @@ impl Copier<'_> {
         } else {
             sys::mknod_like(target, &meta).map_err(io_err("mknod", self.shown(target)))?;
         }
-        if copy_info {
+        if ft.is_dir() {
+            if copy_info || (restore_time && target_meta.is_some()) {
+                self.dir_finish.push(DirFinish {
+                    src: src.to_path_buf(),
+                    target: target.to_path_buf(),
+                    meta,
+                    info: copy_info,
+                });
+            }
+        } else if copy_info {
             self.copy_file_info(&meta, target)?;
             sys::copy_xattrs(src, target);
         } else if restore_time && target_meta.is_some() {
@@ -392,21 +439,60 @@ impl Copier<'_> {
         }
     }
 
-    fn copy_file_info(&self, meta: &std::fs::Metadata, target: &Path) -> Result<(), FileOpError> {
-        let owner = self.owner.unwrap_or(Owner {
+    /// Copies the queued files, then finishes the directories they went into.
+    fn finish(&mut self) -> Result<(), FileOpError> {
+        copy_jobs::run(&std::mem::take(&mut self.jobs), self.cancel)?;
+        for d in std::mem::take(&mut self.dir_finish) {
+            if d.info {
+                self.copy_file_info(&d.meta, &d.target)?;
+                sys::copy_xattrs(&d.src, &d.target);
+            } else {
+                self.copy_time(&d.meta, &d.target)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn target_owner(&self, meta: &std::fs::Metadata) -> Owner {
+        self.owner.unwrap_or(Owner {
             uid: meta.uid(),
             gid: meta.gid(),
-        });
-        sys::lchown(target, owner).map_err(io_err("chown", self.shown(target)))?;
+        })
+    }
+
+    fn target_mode(&self, meta: &std::fs::Metadata) -> u32 {
+        if let Some(set) = &self.mode_set {
+            set.apply(meta.mode(), meta.is_dir())
+        } else if let Some(m) = self.mode {
+            m & 0o7777
+        } else {
+            meta.mode() & 0o7777
+        }
+    }
+
+    fn target_times(&self, meta: &std::fs::Metadata) -> rustix::fs::Timestamps {
+        let ts = |(tv_sec, tv_nsec): (i64, i64)| rustix::fs::Timespec {
+            tv_sec,
+            tv_nsec: tv_nsec as _,
+        };
+        match self.utime {
+            Some(ns) => rustix::fs::Timestamps {
+                last_access: ts(sys::split_nanos(ns)),
+                last_modification: ts(sys::split_nanos(ns)),
+            },
+            None => rustix::fs::Timestamps {
+                last_access: ts((meta.atime(), meta.atime_nsec())),
+                last_modification: ts((meta.mtime(), meta.mtime_nsec())),
+            },
+        }
+    }
+
+    fn copy_file_info(&self, meta: &std::fs::Metadata, target: &Path) -> Result<(), FileOpError> {
+        sys::lchown(target, self.target_owner(meta))
+            .map_err(io_err("chown", self.shown(target)))?;
         if !meta.file_type().is_symlink() {
-            let mode = if let Some(set) = &self.mode_set {
-                set.apply(meta.mode(), meta.is_dir())
-            } else if let Some(m) = self.mode {
-                m & 0o7777
-            } else {
-                meta.mode() & 0o7777
-            };
-            sys::chmod(target, mode).map_err(io_err("chmod", self.shown(target)))?;
+            sys::chmod(target, self.target_mode(meta))
+                .map_err(io_err("chmod", self.shown(target)))?;
         }
         self.copy_time(meta, target)
     }

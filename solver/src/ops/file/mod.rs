@@ -8,13 +8,14 @@
 pub mod actions;
 pub mod chain;
 pub mod copy;
+mod copy_jobs;
 pub mod error;
 pub mod hashes;
 pub mod mode;
 pub mod op;
 pub mod pattern;
 pub mod root;
-mod sys;
+pub(crate) mod sys;
 pub mod unpack;
 pub mod user;
 

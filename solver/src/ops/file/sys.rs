@@ -1,6 +1,7 @@
 //! Thin wrappers over the metadata system calls the actions need; none follows a
 //! symlink in the last component.
 
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -66,37 +67,95 @@ pub fn mknod_like(path: &Path, meta: &std::fs::Metadata) -> io::Result<()> {
     .map_err(io::Error::from)
 }
 
+/// Copies all of `src` into `dst` in the kernel (`copy_file_range`), to the end of the
+/// file, falling back to a read/write copy where the file systems cannot.
+pub(crate) fn copy_bytes(src: &mut std::fs::File, dst: &mut std::fs::File) -> io::Result<()> {
+    let mut copied = 0u64;
+    loop {
+        match rustix::fs::copy_file_range(&*src, None, &*dst, None, 1 << 30) {
+            Ok(0) => return Ok(()),
+            Ok(n) => copied += n as u64,
+            Err(
+                rustix::io::Errno::XDEV
+                | rustix::io::Errno::NOSYS
+                | rustix::io::Errno::OPNOTSUPP
+                | rustix::io::Errno::INVAL,
+            ) if copied == 0 => {
+                io::copy(src, dst)?;
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Copies extended attributes. Failures are ignored, as BuildKit logs and ignores them:
 /// a destination file system without xattr support must not fail a build.
 pub fn copy_xattrs(src: &Path, dst: &Path) {
-    let Ok(len) = rustix::fs::llistxattr_query(src) else {
+    copy_xattrs_between(src, dst)
+}
+
+/// [`copy_xattrs`] between open files.
+pub fn copy_xattrs_fd(src: &std::fs::File, dst: &std::fs::File) {
+    copy_xattrs_between(src, dst)
+}
+
+/// Where extended attributes are read and written: a path (the link itself, never its
+/// target) or an open file. An empty buffer asks for the size needed.
+trait Xattrs {
+    fn list(&self, buf: &mut [u8]) -> rustix::io::Result<usize>;
+    fn get(&self, name: &CStr, buf: &mut [u8]) -> rustix::io::Result<usize>;
+    fn set(&self, name: &CStr, value: &[u8]) -> rustix::io::Result<()>;
+}
+
+impl Xattrs for &Path {
+    fn list(&self, buf: &mut [u8]) -> rustix::io::Result<usize> {
+        rustix::fs::llistxattr(*self, buf)
+    }
+    fn get(&self, name: &CStr, buf: &mut [u8]) -> rustix::io::Result<usize> {
+        rustix::fs::lgetxattr(*self, name, buf)
+    }
+    fn set(&self, name: &CStr, value: &[u8]) -> rustix::io::Result<()> {
+        rustix::fs::lsetxattr(*self, name, value, XattrFlags::empty())
+    }
+}
+
+impl Xattrs for &std::fs::File {
+    fn list(&self, buf: &mut [u8]) -> rustix::io::Result<usize> {
+        rustix::fs::flistxattr(*self, buf)
+    }
+    fn get(&self, name: &CStr, buf: &mut [u8]) -> rustix::io::Result<usize> {
+        rustix::fs::fgetxattr(*self, name, buf)
+    }
+    fn set(&self, name: &CStr, value: &[u8]) -> rustix::io::Result<()> {
+        rustix::fs::fsetxattr(*self, name, value, XattrFlags::empty())
+    }
+}
+
+fn copy_xattrs_between(src: impl Xattrs, dst: impl Xattrs) {
+    let Ok(len) = src.list(&mut []) else {
         return;
     };
     if len == 0 {
         return;
     }
     let mut names = vec![0u8; len];
-    let Ok(n) = rustix::fs::llistxattr(src, &mut names[..]) else {
+    let Ok(n) = src.list(&mut names[..]) else {
         return;
     };
     for name in names[..n.min(len)]
         .split(|b| *b == 0)
         .filter(|n| !n.is_empty())
     {
-        let Ok(name) = std::ffi::CString::new(name) else {
+        let Ok(name) = CString::new(name) else {
             continue;
         };
-        let Ok(vlen) = rustix::fs::lgetxattr_query(src, name.as_c_str()) else {
+        let Ok(vlen) = src.get(&name, &mut []) else {
             continue;
         };
         let mut value = vec![0u8; vlen];
-        if let Ok(got) = rustix::fs::lgetxattr(src, name.as_c_str(), &mut value[..]) {
-            let _ignored = rustix::fs::lsetxattr(
-                dst,
-                name.as_c_str(),
-                &value[..got.min(vlen)],
-                XattrFlags::empty(),
-            );
+        if let Ok(got) = src.get(&name, &mut value[..]) {
+            let _ignored = dst.set(&name, &value[..got.min(vlen)]);
         }
     }
 }

@@ -423,6 +423,62 @@ fn chmod_chown_and_timestamps_apply_to_everything_copied() {
     ));
 }
 
+/// Enough files for the parallel path (`copy_jobs`): every file keeps its bytes, mode
+/// (setuid too, which a chown after the chmod would clear), owner and time, and every
+/// directory its time although its files were written after it was made.
+#[test]
+fn a_large_tree_copied_in_parallel_keeps_every_file_and_directory_time() {
+    if !require_root("a_large_tree_copied_in_parallel_keeps_every_file_and_directory_time") {
+        return;
+    }
+    let t1 = tmp();
+    for d in 0..8 {
+        dir(t1.path(), &format!("tree/d{d}"), 0o750);
+        for f in 0..40 {
+            file(
+                t1.path(),
+                &format!("tree/d{d}/f{f}"),
+                &format!("{d}/{f}").repeat(f + 1),
+                0o640,
+            );
+        }
+    }
+    std::fs::set_permissions(
+        t1.path().join("tree/d0/f0"),
+        std::fs::Permissions::from_mode(0o4755),
+    )
+    .expect("setuid");
+    std::os::unix::fs::chown(t1.path().join("tree/d1/f1"), Some(1000), Some(1001)).expect("chown");
+    for d in 0..8 {
+        let t = 1_600_000_000 + d;
+        let p = t1.path().join(format!("tree/d{d}"));
+        sys::set_times(&p, (t, 5), (t, 5)).expect("dir time");
+    }
+    let t2 = tmp();
+    run_copy(t1.path(), t2.path(), &cp("tree", "/out")).expect("copy");
+    for e in walkdir::WalkDir::new(t1.path().join("tree")).min_depth(1) {
+        let e = e.expect("walk");
+        let rel = e.path().strip_prefix(t1.path().join("tree")).expect("rel");
+        let (want, got) = (
+            e.metadata().expect("stat"),
+            std::fs::symlink_metadata(t2.path().join("out").join(rel)).expect("copied"),
+        );
+        assert_eq!(got.mode(), want.mode(), "{rel:?}");
+        assert_eq!((got.uid(), got.gid()), (want.uid(), want.gid()), "{rel:?}");
+        assert_eq!(
+            (got.mtime(), got.mtime_nsec()),
+            (want.mtime(), want.mtime_nsec()),
+            "{rel:?}"
+        );
+        if want.is_file() {
+            assert_eq!(
+                std::fs::read(e.path()).expect("read"),
+                std::fs::read(t2.path().join("out").join(rel)).expect("read copy")
+            );
+        }
+    }
+}
+
 #[test]
 fn hardlinks_inside_a_copy_stay_hardlinks() {
     let t1 = tmp();
