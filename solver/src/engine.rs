@@ -706,6 +706,55 @@ impl SolveState {
         }
     }
 
+    /// Starts, before this vertex's input keys are known, the inputs it keys by content
+    /// that miss the cache and so run whatever this vertex's key turns out to be. Without
+    /// this, a chain like a final stage's `COPY --from=a`, `COPY --from=b`, … runs stage a,
+    /// then b, one after the other: each `COPY`'s key waits for the previous one's, which
+    /// waits for its stage's result. A vertex whose input misses can only hit if that
+    /// input's record was pruned while its own was kept; then the early start is wasted
+    /// work, never a wrong result. Not done with imported caches, which often hold only a
+    /// build's outputs (`mode=min`): there the output hits while its inputs miss.
+    fn start_content_deps_that_must_run(self: &Arc<Self>, v: VertexId, cm: &CacheMap) {
+        let Some(vertex) = self.graph.vertex(v) else {
+            return;
+        };
+        // A vertex that ignores the cache runs, so it needs all of them.
+        let runs = self.ignores_cache(v);
+        if !runs && !self.imports.is_empty() {
+            return;
+        }
+        for (dep, e) in cm.deps.iter().zip(&vertex.inputs) {
+            if dep.compute_digest.is_none() {
+                continue;
+            }
+            let u = e.vertex;
+            match self.vertices.get(u.index()).and_then(|s| s.key_ready.get()) {
+                Some(key) => self.start_if_it_misses(u, key, runs),
+                // Its key waits on something slow (an image to resolve): decide once known.
+                None => {
+                    let (state, key) = (Arc::clone(self), self.key_of(u));
+                    let handle = tokio::spawn(async move {
+                        if let Ok(key) = key.await {
+                            state.start_if_it_misses(u, &key, runs);
+                        }
+                    });
+                    lock(&self.tasks).push(handle.abort_handle());
+                }
+            }
+        }
+    }
+
+    fn start_if_it_misses(self: &Arc<Self>, u: VertexId, key: &KeyInfo, runs: bool) {
+        let misses = runs
+            || self.ignores_cache(u)
+            || key.canonical.is_random()
+            || (key.hit.is_none() && matches!(self.find_record(u, &key.canonical), Ok(None)));
+        if misses {
+            // Spawned: it runs whether or not anyone awaits this handle.
+            let _running = self.result_of(u);
+        }
+    }
+
     fn try_key_now(&self, v: VertexId) {
         let (Some(state), Some(vertex)) = (self.vertices.get(v.index()), self.graph.vertex(v))
         else {
@@ -773,6 +822,7 @@ impl SolveState {
     async fn compute_key(self: Arc<Self>, v: VertexId) -> Result<Arc<KeyInfo>, SolveError> {
         let vertex = self.graph.vertex(v).ok_or(SolveError::UnknownVertex(v))?;
         let cm = self.cache_map(v).await?;
+        self.start_content_deps_that_must_run(v, &cm);
         let input_keys: Vec<CacheKey> = match vertex.inputs.as_slice() {
             [] => Vec::new(),
             [e] => vec![self.key_of(e.vertex).await?.canonical.output(e.output)],

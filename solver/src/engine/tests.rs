@@ -1097,3 +1097,64 @@ async fn an_import_supplies_providers_no_ancestor_has() {
         1
     );
 }
+
+/// A final stage's `COPY --from=a`, `COPY --from=b`, … chain: each copy keys its stage's
+/// output by content and the previous copy by key. The stages miss the cache, so they run
+/// at once instead of each waiting for the copy before it to be keyed; a rebuild still
+/// runs nothing.
+#[tokio::test]
+async fn stages_behind_a_chain_of_content_keyed_copies_run_concurrently() {
+    let cache = MemoryCache::new();
+    let c = Arc::new(Counters::default());
+    let mut g = VertexGraph::new();
+    // Every stage starts from an image whose resolve takes time, so the stages' keys are
+    // not known when the copies are keyed.
+    let image = g
+        .add(Vertex {
+            digest: Digest::of_bytes(b"image-source"),
+            op: Arc::new(SlowResolve {
+                resolves: Arc::new(AtomicUsize::new(0)),
+            }),
+            inputs: Vec::new(),
+            name: "FROM image".into(),
+            ignore_cache: false,
+            progress_group: None,
+        })
+        .expect("add");
+    let mut prev = add(&mut g, op("base", &c), &[image]);
+    for i in 0..4 {
+        let mut stage = op(&format!("stage{i}"), &c);
+        stage.delay = Duration::from_millis(200);
+        let stage = add(&mut g, stage, &[image]);
+        let mut copy = op(&format!("copy{i}"), &c);
+        copy.content_dep = true;
+        prev = add(&mut g, copy, &[stage, prev]);
+    }
+    let g = Arc::new(g);
+    let target = Edge {
+        vertex: prev,
+        output: 0,
+    };
+    let out = solver(&cache, 4)
+        .solve(Arc::clone(&g), target, SolveOptions::default())
+        .await
+        .expect("chain solve");
+    assert_eq!(c.execs.load(Ordering::SeqCst), 9);
+    let max = c.max_running.load(Ordering::SeqCst);
+    assert!(
+        max >= 3,
+        "the stages ran one after another (max {max} at once)"
+    );
+    assert!(
+        text(&out.result).starts_with("copy3(stage3(image),copy2("),
+        "{}",
+        text(&out.result)
+    );
+
+    let again = solver(&cache, 4)
+        .solve(g, target, SolveOptions::default())
+        .await
+        .expect("cached");
+    assert_eq!(c.execs.load(Ordering::SeqCst), 9, "a rebuild runs nothing");
+    assert_eq!(text(&again.result), text(&out.result));
+}
