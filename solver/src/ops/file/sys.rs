@@ -68,11 +68,17 @@ pub fn mknod_like(path: &Path, meta: &std::fs::Metadata) -> io::Result<()> {
 }
 
 /// Copies all of `src` into `dst` in the kernel (`copy_file_range`), to the end of the
-/// file, falling back to a read/write copy where the file systems cannot.
+/// file. Falls back to `io::copy` (a read/write copy where it must) when the file systems
+/// cannot, and when the first call answers "end of file": an empty file, or procfs and
+/// some FUSE file systems, which report no data to this call for files that have some.
 pub(crate) fn copy_bytes(src: &mut std::fs::File, dst: &mut std::fs::File) -> io::Result<()> {
     let mut copied = 0u64;
     loop {
         match rustix::fs::copy_file_range(&*src, None, &*dst, None, 1 << 30) {
+            Ok(0) if copied == 0 => {
+                io::copy(src, dst)?;
+                return Ok(());
+            }
             Ok(0) => return Ok(()),
             Ok(n) => copied += n as u64,
             Err(

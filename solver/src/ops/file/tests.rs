@@ -1502,3 +1502,16 @@ mod add_archive {
         assert!(exists(out.path(), "a.tar.bz2"));
     }
 }
+
+/// procfs reports a size of 0 and `copy_file_range` copies nothing from it; the copy must
+/// still hold the file's text (std's `fs::copy` did, the kernel copy must too).
+#[test]
+fn a_file_whose_file_system_copies_nothing_in_the_kernel_is_still_copied() {
+    let dir = tmp();
+    let target = dir.path().join("status");
+    let mut src = std::fs::File::open("/proc/self/status").expect("procfs");
+    let mut dst = std::fs::File::create(&target).expect("create");
+    sys::copy_bytes(&mut src, &mut dst).expect("copy");
+    let text = std::fs::read_to_string(&target).expect("read");
+    assert!(text.contains("Name:"), "{text:?}");
+}
