@@ -7,7 +7,7 @@
 //! BuildKit's `rewrite-timestamp` does), gzip headers without name or time. Hard links
 //! inside one layer are kept as tar hard links to the first name written.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -154,8 +154,21 @@ pub fn write_layer(
     };
     let mut builder = tar::Builder::new(tar_out);
     let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
+    let mut written: HashSet<PathBuf> = HashSet::new();
     for ch in changes {
+        write_parents(
+            &mut builder,
+            &ch.path,
+            source,
+            opts,
+            &mut links,
+            &mut written,
+        )
+        .map_err(werr(&ch.path))?;
         write_change(&mut builder, ch, source, opts, &mut links).map_err(werr(&ch.path))?;
+        if matches!(ch.kind, ChangeKind::Added | ChangeKind::Modified) {
+            written.insert(ch.path.clone());
+        }
     }
     let tar_out = builder.into_inner().map_err(werr(source))?;
     let uncompressed_size = tar_out.hasher.len();
@@ -172,6 +185,42 @@ pub fn write_layer(
         uncompressed_size,
         compression: opts.compression,
     })
+}
+
+/// Writes the directories above `path` that are not in the layer yet, as they are in
+/// `source`. A change set from comparing two trees leaves out a directory whose own
+/// metadata did not change (a file edited in `/etc` leaves `/etc`'s times alone), and an
+/// unpacker would then make it with its own defaults wherever the layer lands on a base
+/// without it (a diff merged elsewhere). containerd's layer writer adds them the same way.
+/// Change sets read from an overlay upper dir already hold every parent, so their layers
+/// are unchanged by this.
+fn write_parents<W: Write>(
+    b: &mut tar::Builder<W>,
+    path: &Path,
+    source: &Path,
+    opts: &LayerWriteOptions,
+    links: &mut HashMap<(u64, u64), Vec<u8>>,
+    written: &mut HashSet<PathBuf>,
+) -> io::Result<()> {
+    let mut missing: Vec<&Path> = path
+        .ancestors()
+        .skip(1)
+        .filter(|a| !a.as_os_str().is_empty())
+        .take_while(|a| !written.contains(*a))
+        .collect();
+    missing.reverse();
+    for dir in missing {
+        if !std::fs::symlink_metadata(source.join(dir)).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        let ch = Change {
+            path: dir.to_path_buf(),
+            kind: ChangeKind::Modified,
+        };
+        write_change(b, &ch, source, opts, links)?;
+        written.insert(ch.path);
+    }
+    Ok(())
 }
 
 fn tar_name(path: &Path, dir: bool) -> Vec<u8> {

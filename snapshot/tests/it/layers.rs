@@ -5,7 +5,8 @@ use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
 use cairn_snapshot::{
-    ApplyOptions, Compression, LayerWriteOptions, apply_layer, write_dir_as_layer,
+    ApplyOptions, Compression, LayerWriteOptions, apply_layer, diff_dirs, write_dir_as_layer,
+    write_layer,
 };
 
 use crate::support::tree;
@@ -99,4 +100,74 @@ fn gnu_tar_reads_our_layers() {
     let mut buf = [0u8; 4];
     let n = rustix::fs::lgetxattr(out.join("etc/conf"), "user.k", &mut buf[..]).unwrap();
     assert_eq!(&buf[..n], b"v");
+}
+
+/// Editing a file leaves its directory's times alone, so a compared diff holds only the
+/// file; the layer must still carry the directory (its mode and owner), or an unpacker puts
+/// the file under a directory of its own making wherever the layer lands without one.
+#[test]
+fn a_compared_diff_carries_the_unchanged_parents_of_what_changed() {
+    let lower = tempfile::tempdir().unwrap();
+    let upper = tempfile::tempdir().unwrap();
+    for root in [lower.path(), upper.path()] {
+        std::fs::create_dir_all(root.join("etc/app")).unwrap();
+        std::fs::write(root.join("etc/app/conf"), b"old").unwrap();
+        std::fs::write(root.join("etc/app/gone"), b"x").unwrap();
+        std::fs::set_permissions(
+            root.join("etc/app"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o750),
+        )
+        .unwrap();
+    }
+    std::fs::write(upper.path().join("etc/app/conf"), b"new!").unwrap();
+    std::fs::remove_file(upper.path().join("etc/app/gone")).unwrap();
+    // The edits moved the directory's times; put them back as an in-place edit leaves them.
+    for d in ["etc", "etc/app"] {
+        let m = std::fs::metadata(lower.path().join(d)).unwrap();
+        let t = rustix::fs::Timespec {
+            tv_sec: m.mtime(),
+            tv_nsec: m.mtime_nsec() as _,
+        };
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            upper.path().join(d),
+            &rustix::fs::Timestamps {
+                last_access: t,
+                last_modification: t,
+            },
+            rustix::fs::AtFlags::empty(),
+        )
+        .unwrap();
+    }
+    let changes = diff_dirs(Some(lower.path()), upper.path()).unwrap();
+    assert!(
+        changes.iter().all(|c| c.path.starts_with("etc/app/")),
+        "the directories themselves did not change: {changes:?}"
+    );
+
+    let mut blob = Vec::new();
+    let opts = LayerWriteOptions {
+        compression: Compression::None,
+        ..Default::default()
+    };
+    write_layer(&changes, upper.path(), &mut blob, &opts).unwrap();
+    let names: Vec<String> = tar::Archive::new(&blob[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        ["etc/", "etc/app/", "etc/app/conf", "etc/app/.wh.gone"],
+        "parents first, once each"
+    );
+
+    let dest = tempfile::tempdir().unwrap();
+    apply_layer(&blob[..], dest.path(), &ApplyOptions::onto_tree()).unwrap();
+    let app = std::fs::metadata(dest.path().join("etc/app")).unwrap();
+    assert_eq!(app.mode() & 0o7777, 0o750);
+    assert_eq!(
+        std::fs::read(dest.path().join("etc/app/conf")).unwrap(),
+        b"new!"
+    );
 }
