@@ -3,16 +3,15 @@
 //! stay whiteouts (the module doc of `refs::diff` says why).
 //!
 //! The change set comes from the snapshotter (an overlay upper dir read directly when
-//! `upper` is one layer on `lower`, else a double walk). Parent directories the changes
-//! live in are added with `upper`'s metadata: a layer tar may leave them out, and a
-//! directory the apply would have to invent (0755, owned by us, dated now) would, as the
-//! top layer of a later merge, hide the real one's owner and mode. The tar streams through
+//! `upper` is one layer on `lower`, else a double walk). `write_layer` adds the parent
+//! directories the changes live in, with `upper`'s metadata: a directory the apply would
+//! have to invent (0755, owned by us, dated now) would, as the top layer of a later merge,
+//! hide the real one's owner and mode. The tar streams through
 //! a pipe from a writer thread into the apply, uncompressed, so nothing is stored on the
 //! way; the layer *blob*, when an export wants one, is written separately by
 //! `ensure_blobs`.
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use cairn_snapshot::{
@@ -87,7 +86,7 @@ impl DiffSnapshot<'_> {
     /// then be recorded too). Blocking. A snapshot that already exists (a crash after its
     /// rename, before its row) is complete by the snapshotter's contract and kept.
     fn build(&self, sn: &dyn Snapshotter) -> Result<bool, SnapshotError> {
-        let changes = with_parents(sn.diff(Some(self.lower), self.upper)?);
+        let changes = sn.diff(Some(self.lower), self.upper)?;
         let deleted: Vec<&Path> = changes
             .iter()
             .filter(|c| c.kind == ChangeKind::Deleted)
@@ -174,25 +173,6 @@ fn stream_layer(changes: &[Change], source: &Path, dest: &Path) -> Result<(), Sn
     })
 }
 
-/// `changes` plus a `Modified` entry for every directory a change lies in that is not a
-/// change itself, in the order `write_layer` wants (by path; an opaque mark after its dir).
-fn with_parents(changes: Vec<Change>) -> Vec<Change> {
-    let have: BTreeSet<PathBuf> = changes.iter().map(|c| c.path.clone()).collect();
-    let parents: BTreeSet<PathBuf> = changes
-        .iter()
-        .flat_map(|c| c.path.ancestors().skip(1))
-        .filter(|a| !a.as_os_str().is_empty() && !have.contains(*a))
-        .map(Path::to_path_buf)
-        .collect();
-    let mut all = changes;
-    all.extend(parents.into_iter().map(|path| Change {
-        path,
-        kind: ChangeKind::Modified,
-    }));
-    all.sort_by(|a, b| (&a.path, a.kind).cmp(&(&b.path, b.kind)));
-    all
-}
-
 /// An empty file at `rel` under `root`, with its parent directories: something for a
 /// deletion's whiteout to hide.
 fn write_placeholder(root: &Path, rel: &Path) -> Result<(), SnapshotError> {
@@ -212,42 +192,5 @@ fn keep_existing(r: Result<(), SnapshotError>) -> Result<(), SnapshotError> {
     match r {
         Ok(()) | Err(SnapshotError::Exists(_)) => Ok(()),
         Err(e) => Err(e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ch(path: &str, kind: ChangeKind) -> Change {
-        Change {
-            path: path.into(),
-            kind,
-        }
-    }
-
-    #[test]
-    fn parents_are_added_once_in_walk_order() {
-        let got = with_parents(vec![
-            ch("a/b/c", ChangeKind::Deleted),
-            ch("a/b/d", ChangeKind::Added),
-            ch("a.txt", ChangeKind::Modified),
-            ch("x", ChangeKind::Modified),
-            ch("x", ChangeKind::Opaque),
-            ch("x/y", ChangeKind::Added),
-        ]);
-        assert_eq!(
-            got,
-            vec![
-                ch("a", ChangeKind::Modified),
-                ch("a/b", ChangeKind::Modified),
-                ch("a/b/c", ChangeKind::Deleted),
-                ch("a/b/d", ChangeKind::Added),
-                ch("a.txt", ChangeKind::Modified),
-                ch("x", ChangeKind::Modified),
-                ch("x", ChangeKind::Opaque),
-                ch("x/y", ChangeKind::Added),
-            ]
-        );
     }
 }
